@@ -1,0 +1,67 @@
+"""The ``roadworthy`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..store import Store
+from .common import console, handle_errors, load
+from .ledger import calls_command, runs_command
+from .run import run_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="roadworthy",
+    help=(
+        "Run LLM pipelines in production: validated inputs, versioned prompts, a model "
+        "stack with pricing, and a ledger of every call.\n\n"
+        "Commands look for roadworthy.yaml in the current folder or above it; pass "
+        "--project DIR to point elsewhere."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project folder.")]
+
+app.command("run")(run_command)
+app.command("runs")(runs_command)
+app.command("calls")(calls_command)
+
+
+@app.command("check")
+@handle_errors
+def check_command(project: ProjectOpt = None) -> None:
+    """Validate roadworthy.yaml, its prompt files and output schemas; exit 2 on problems."""
+    loaded = load(project)
+    cfg = loaded.config
+    console.print(
+        f"[green]ok[/] {loaded.config_path}: {len(cfg.providers)} providers, "
+        f"{len(cfg.models)} models, {len(cfg.pipelines)} pipelines, "
+        f"{len(loaded.prompts)} prompts"
+    )
+
+
+@app.command("migrate")
+@handle_errors
+def migrate_command(project: ProjectOpt = None) -> None:
+    """Bring the store's schema up to date (also done automatically on first use)."""
+    loaded = load(project)
+    store = Store.open(loaded.storage_url)
+    try:
+        console.print(f"store at revision {store.current_revision()} (head {store.head_revision()})")
+    finally:
+        store.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The typed shape of ``roadworthy.yaml`` and of prompt files.
+
+Every model forbids unknown keys: a typo such as ``api_kye`` must fail loudly with a hint,
+not be ignored until the provider answers 401 in production.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AnthropicProviderConfig",
+    "FieldSpec",
+    "GenerateStep",
+    "InputSpec",
+    "LocalProviderConfig",
+    "ModelConfig",
+    "OpenAIProviderConfig",
+    "PipelineConfig",
+    "PriceConfig",
+    "ProjectConfig",
+    "PromptFile",
+    "PromptMessage",
+    "ProviderConfig",
+    "ScriptedProviderConfig",
+    "ScriptedReplyConfig",
+    "StepConfig",
+]
+
+DEFAULT_STORAGE = "sqlite:///.roadworthy/state.db"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _HttpProviderConfig(Strict):
+    base_url: str
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    total_timeout_s: float = Field(120.0, gt=0)
+
+
+class OpenAIProviderConfig(_HttpProviderConfig):
+    type: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    json_mode: Literal["json_schema", "json_object_schema", "json_object"] = "json_schema"
+
+
+class AnthropicProviderConfig(_HttpProviderConfig):
+    type: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    api_version: str = "2023-06-01"
+
+
+class LocalProviderConfig(Strict):
+    type: Literal["local"]
+    model_path: str | None = None
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class ScriptedReplyConfig(Strict):
+    text: Any = ""
+    when: str | None = None
+    error: str | None = None
+    error_message: str = "scripted failure"
+    retry_after: float | None = None
+    times: int | None = Field(None, ge=1)
+    input_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0)
+
+
+class ScriptedProviderConfig(Strict):
+    type: Literal["scripted"]
+    replies: list[ScriptedReplyConfig] = []
+    echo: bool = False
+
+
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | AnthropicProviderConfig | LocalProviderConfig | ScriptedProviderConfig,
+    Field(discriminator="type"),
+]
+
+
+class PriceConfig(Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    input_cached: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    batch_discount: float = Field(0.0, ge=0, le=1)
+
+
+class ModelConfig(Strict):
+    provider: str
+    id: str
+    tier: str = "default"
+    context_window: int | None = Field(None, ge=1)
+    price: PriceConfig | None = None
+    pricing: str | None = Field(
+        None, description="model id in the bundled price table, when `id` is an alias"
+    )
+
+
+class FieldSpec(Strict):
+    type: Literal["string", "integer", "number", "boolean", "object", "array"] = "string"
+    required: bool = True
+    max_bytes: int | None = Field(None, ge=1)
+    max_chars: int | None = Field(None, ge=1)
+    allow_empty: bool = False
+    description: str | None = None
+
+
+class InputSpec(Strict):
+    fields: dict[str, FieldSpec] = {}
+    id_field: str | None = Field(
+        "id", description="input field that identifies an item across runs (for --resume)"
+    )
+
+
+class GenerateStep(Strict):
+    prompt: str
+    model: str
+    output: str | None = Field(None, description="path of a JSON Schema file for the output")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    name: str | None = None
+
+
+class StepConfig(Strict):
+    generate: GenerateStep
+
+
+class PipelineConfig(Strict):
+    description: str | None = None
+    input: InputSpec = InputSpec()
+    steps: list[StepConfig] = Field(min_length=1)
+
+
+class ProjectConfig(Strict):
+    storage: str = DEFAULT_STORAGE
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    pipelines: dict[str, PipelineConfig] = {}
+
+
+class PromptMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PromptSettings(Strict):
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: list[str] = []
+
+
+class PromptFile(Strict):
+    """A prompt as a file in the project's ``prompts/`` folder (first cut)."""
+
+    id: str
+    description: str | None = None
+    messages: list[PromptMessage] = Field(min_length=1)
+    settings: PromptSettings = PromptSettings()

@@ -1,0 +1,156 @@
+"""The one place where HTTP failures become roadworthy errors.
+
+Both HTTP providers send requests through :func:`post_json`, so status codes, transport
+errors, hangs and bodies that are not JSON are classified the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    AuthFailed,
+    BadRequest,
+    ContentFiltered,
+    ContextTooLong,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    Timeout,
+)
+from ..secrets import redact
+
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the context window",
+    "context window",
+)
+_FILTER_HINTS = ("content_filter", "content management policy", "safety system", "content policy")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("type") or json.dumps(err)[:300]
+            return str(msg)
+        return str(err)[:300]
+    return str(payload)[:300]
+
+
+def classify_status(
+    status: int, body: bytes, headers: httpx.Headers, *, provider: str, model: str
+) -> ProviderError:
+    """Map an HTTP error response to the taxonomy."""
+    detail = redact(_error_text(body))
+    lowered = detail.lower()
+    kw: dict[str, Any] = {"provider": provider, "model": model, "status_code": status}
+    where = f"{provider} returned HTTP {status}"
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        ms = headers.get("retry-after-ms")
+        if retry_after is None and ms:
+            try:
+                retry_after = float(ms) / 1000
+            except ValueError:
+                retry_after = None
+        return RateLimited(f"{where}: rate limited: {detail}", retry_after=retry_after, **kw)
+    if status in (401, 403):
+        return AuthFailed(f"{where}: authentication failed: {detail}", **kw)
+    if status == 404:
+        return NotFound(f"{where}: model or endpoint not found: {detail}", **kw)
+    if status == 413 or any(h in lowered for h in _CONTEXT_HINTS):
+        return ContextTooLong(f"{where}: request does not fit the context window: {detail}", **kw)
+    if any(h in lowered for h in _FILTER_HINTS):
+        return ContentFiltered(f"{where}: blocked by the provider's content filter", **kw)
+    if status in (408, 504):
+        return Timeout(f"{where}: upstream timed out: {detail}", **kw)
+    if status >= 500 or status == 529:
+        return ProviderUnavailable(f"{where}: {detail}", **kw)
+    return BadRequest(f"{where}: {detail}", **kw)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    headers: dict[str, str],
+    provider: str,
+    model: str,
+    total_timeout_s: float | None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], httpx.Headers]:
+    """POST ``payload`` and return the decoded JSON object, or raise a classified error.
+
+    The total deadline is enforced around the whole exchange, because httpx's timeouts
+    apply per read: a server that trickles bytes would otherwise never time out.
+    """
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+
+    async def exchange() -> tuple[int, bytes, httpx.Headers]:
+        response = await client.post(url, json=payload, headers=headers)
+        return response.status_code, response.content, response.headers
+
+    try:
+        if total_timeout_s is not None:
+            status, body, resp_headers = await asyncio.wait_for(exchange(), total_timeout_s)
+        else:
+            status, body, resp_headers = await exchange()
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise Timeout(f"{provider} did not answer in time ({type(exc).__name__})", **kw) from None
+    except httpx.RemoteProtocolError as exc:
+        raise ProviderUnavailable(
+            f"{provider} closed the connection: {redact(str(exc))}", **kw
+        ) from None
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(
+            f"{provider} unreachable: {type(exc).__name__}: {redact(str(exc))}", **kw
+        ) from None
+    if status >= 400:
+        raise classify_status(status, body, resp_headers, provider=provider, model=model)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise MalformedResponse(
+            f"{provider} returned a body that is not JSON ({len(body)} bytes)", **kw
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"{provider} returned JSON that is not an object", **kw)
+    if check is not None:
+        check(data)
+    return data, resp_headers

@@ -1,0 +1,151 @@
+"""Anthropic's Messages API.
+
+Structured output uses a single forced tool whose ``input_schema`` is the requested schema:
+the API then returns the arguments as a JSON object, which is the most widely supported
+way to get schema-shaped output from Claude models. Anthropic reports cached tokens apart
+from ``input_tokens``; they are added back so :class:`~roadworthy.providers.base.Usage`
+means the same thing for every provider.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from ..errors import ContentFiltered, MalformedResponse
+from ..secrets import read_secret
+from ._http import post_json
+from .base import Capabilities, Completion, CompletionRequest, Usage
+
+__all__ = ["AnthropicProvider"]
+
+_DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens on every request
+
+
+class AnthropicProvider:
+    def __init__(
+        self,
+        *,
+        name: str = "anthropic",
+        base_url: str = "https://api.anthropic.com",
+        api_key: str | None = None,
+        api_key_env: str | None = "ANTHROPIC_API_KEY",
+        api_version: str = "2023-06-01",
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        total_timeout_s: float = 120.0,
+        context_window: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key or (read_secret(api_key_env) if api_key_env else None)
+        self._api_version = api_version
+        self._total_timeout_s = total_timeout_s
+        self._context_window = context_window
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            streaming=True, json_schema=True, batch=True, context_window=self._context_window
+        )
+
+    def _payload(self, request: CompletionRequest) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or _DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+        }
+        if system:
+            payload["system"] = system
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.stop:
+            payload["stop_sequences"] = list(request.stop)
+        fmt = request.response_format
+        if fmt is not None:
+            schema = fmt.schema or {"type": "object"}
+            payload["tools"] = [
+                {
+                    "name": fmt.name,
+                    "description": "Record the answer in this exact structure.",
+                    "input_schema": schema,
+                }
+            ]
+            payload["tool_choice"] = {"type": "tool", "name": fmt.name}
+        return payload
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        headers = {"content-type": "application/json", "anthropic-version": self._api_version}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+        data, _ = await post_json(
+            self._client,
+            f"{self._base_url}/v1/messages",
+            self._payload(request),
+            headers=headers,
+            provider=self.name,
+            model=request.model,
+            total_timeout_s=timeout,
+        )
+        return self._parse(data, request)
+
+    def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
+        kw: dict[str, Any] = {"provider": self.name, "model": request.model}
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise MalformedResponse(f"{self.name} response has no content list", **kw)
+        stop = data.get("stop_reason")
+        if stop == "refusal":
+            raise ContentFiltered(f"{self.name} refused to answer", **kw)
+        texts: list[str] = []
+        parsed: Any = None
+        for block in blocks:
+            if not isinstance(block, dict):
+                raise MalformedResponse(f"{self.name} content block is not an object", **kw)
+            if block.get("type") == "text":
+                texts.append(str(block.get("text", "")))
+            elif block.get("type") == "tool_use":
+                parsed = block.get("input")
+        text = json.dumps(parsed) if parsed is not None else "".join(texts)
+        return Completion(
+            text=text,
+            finish_reason=stop,
+            usage=_usage(data.get("usage")),
+            model=str(data.get("model") or request.model),
+            provider=self.name,
+            request_id=data.get("id"),
+            parsed=parsed,
+            raw=data,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    uncached = raw.get("input_tokens")
+    read = raw.get("cache_read_input_tokens") or 0
+    write = raw.get("cache_creation_input_tokens") or 0
+    total = uncached + read + write if isinstance(uncached, int) else None
+    out = raw.get("output_tokens")
+    return Usage(
+        input_tokens=total,
+        output_tokens=out if isinstance(out, int) else None,
+        cached_read_tokens=int(read),
+        cache_write_tokens=int(write),
+    )

@@ -1,0 +1,104 @@
+"""The store's tables as SQLAlchemy Core metadata.
+
+This module describes the *current* schema for queries; migrations under ``migrations/``
+create it. A test compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["ITEM_STATUSES", "TERMINAL_STATUSES", "calls", "items", "metadata", "runs"]
+
+metadata = MetaData()
+
+# An item is "pending" while queued and "running" while a worker has it; every other
+# status is terminal and carries a reason when it is not "done".
+ITEM_STATUSES = ("pending", "running", "done", "degraded", "escalated", "rejected", "failed")
+TERMINAL_STATUSES = frozenset({"done", "degraded", "escalated", "rejected", "failed"})
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("source", Text),
+    Column("status", String(16), nullable=False),
+    Column("options", JSON),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36), ForeignKey("runs.id")),
+    Column("pipeline", String(200), nullable=False),
+    Column("item_key", String(200), nullable=False),
+    Column("line_no", Integer),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("error_code", String(64)),
+    Column("error_field", String(200)),
+    Column("input", JSON),
+    Column("input_hash", String(64), nullable=False),
+    Column("output", JSON),
+    Column("trace_id", String(32), nullable=False),
+    Column("latency_ms", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_items_pipeline_key", "pipeline", "item_key"),
+    Index("ix_items_run_status", "run_id", "status"),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("item_id", String(36)),
+    Column("run_id", String(36)),
+    Column("pipeline", String(200)),
+    Column("step", String(200)),
+    Column("provider", String(100), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("model_name", String(200)),
+    Column("tier", String(50)),
+    Column("prompt_id", String(200)),
+    Column("prompt_version", Integer),
+    Column("experiment", String(200)),
+    Column("arm", String(100)),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cached_read_tokens", Integer),
+    Column("cache_write_tokens", Integer),
+    Column("cost_usd", Numeric(20, 10)),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Column("status", String(16), nullable=False),
+    Column("error_class", String(64)),
+    Column("error_message", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("fallback_depth", Integer, nullable=False),
+    Column("cache_outcome", String(16), nullable=False),
+    Column("finish_reason", String(32)),
+    Column("request_id", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_calls_trace", "trace_id"),
+    Index("ix_calls_run", "run_id"),
+    Index("ix_calls_created", "created_at"),
+)
