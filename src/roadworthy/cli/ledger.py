@@ -66,7 +66,9 @@ def calls_command(
         rows = store.list_calls(run_id=run_id, trace_id=trace, limit=limit)
         table = Table(title="calls (newest first)")
         for col in ("id", "trace", "model", "in", "out", "cached", "cost", "ms", "status"):
-            table.add_column(col, justify="right" if col in ("in", "out", "cached", "ms") else "left")
+            table.add_column(
+                col, justify="right" if col in ("in", "out", "cached", "ms") else "left"
+            )
         for r in rows:
             table.add_row(
                 str(r["id"]),

@@ -54,7 +54,9 @@ def migrate_command(project: ProjectOpt = None) -> None:
     loaded = load(project)
     store = Store.open(loaded.storage_url)
     try:
-        console.print(f"store at revision {store.current_revision()} (head {store.head_revision()})")
+        console.print(
+            f"store at revision {store.current_revision()} (head {store.head_revision()})"
+        )
     finally:
         store.close()
 

@@ -10,7 +10,7 @@ from typing import IO, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..pipeline import ItemResult, Workspace, count_inputs, run_file
+from ..pipeline import BatchOutcome, ItemResult, Workspace, count_inputs, run_file
 from .common import EXIT_CONFIG, console, err_console, handle_errors, load
 from .summary import print_summary
 
@@ -25,7 +25,9 @@ ProjectOpt = Annotated[
 @handle_errors
 def run_command(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name from roadworthy.yaml.")],
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="One JSON object per line.")],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT.jsonl", help="One JSON object per line.")
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write one result line per input here.")
     ] = None,
@@ -48,6 +50,7 @@ def run_command(
     total = count_inputs(input_path)
     workspace = Workspace(loaded)
     run_ids: list[str] = []
+    outcome: BatchOutcome | None = None
     interrupted = False
     with ExitStack() as stack:
         stack.callback(workspace.close)
@@ -75,7 +78,7 @@ def run_command(
             progress.update(task, advance=1, status=label)
 
         try:
-            asyncio.run(
+            outcome = asyncio.run(
                 run_file(
                     pipe,
                     input_path,
@@ -91,7 +94,8 @@ def run_command(
     if not run_ids:
         raise typer.Exit(1)
     summary = workspace.store.run_summary(run_ids[0])
-    print_summary(console, summary, unpriced=workspace.unpriced_models)
+    resumed = outcome.resumed if outcome is not None else 0
+    print_summary(console, summary, unpriced=workspace.unpriced_models, resumed=resumed)
     if interrupted:
         err_console.print("[yellow]interrupted[/]: rerun with --resume to continue")
         raise typer.Exit(130)

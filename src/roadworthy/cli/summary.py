@@ -16,12 +16,16 @@ def format_cost(value: object) -> str:
     return f"${float(str(value)):.6f}"
 
 
-def print_summary(console: Console, summary: RunSummary, *, unpriced: list[str]) -> None:
+def print_summary(
+    console: Console, summary: RunSummary, *, unpriced: list[str], resumed: int = 0
+) -> None:
     table = Table(title=f"run {summary.run_id[:8]} · {summary.pipeline} · {summary.status}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for status, count in sorted(summary.items_by_status.items()):
         table.add_row(f"items {status}", str(count))
+    if resumed:
+        table.add_row("items skipped (done before, --resume)", str(resumed))
     table.add_row("model calls", f"{summary.calls} ({summary.failed_calls} failed)")
     table.add_row("input tokens", str(summary.input_tokens))
     table.add_row("cached input tokens", str(summary.cached_read_tokens))

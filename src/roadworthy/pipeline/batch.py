@@ -31,7 +31,7 @@ ABANDONED = "abandoned by an earlier run that did not finish"
 class BatchOutcome:
     run_id: str
     total: int
-    interrupted: bool
+    resumed: int
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -108,6 +108,7 @@ async def run_file(
     writer = _OrderedWriter(output)
     queue: asyncio.Queue[tuple[int, int, bytes] | None] = asyncio.Queue(maxsize=concurrency * 2)
     total = 0
+    resumed = 0
 
     def finish(index: int, result: ItemResult) -> None:
         writer.add(index, result)
@@ -118,15 +119,29 @@ async def run_file(
         try:
             data = _decode(raw)
         except InputRejected as exc:
-            finish(index, pipeline.reject(exc, raw=raw, run_id=run_id, line_no=line_no,
-                                          key=f"line:{line_no}"))
+            finish(
+                index,
+                pipeline.reject(
+                    exc, raw=raw, run_id=run_id, line_no=line_no, key=f"line:{line_no}"
+                ),
+            )
             return
         if resume:
             done = store.finished_item(pipeline.name, pipeline.key_for(data))
             if done is not None:
-                finish(index, ItemResult(status="done", item_id=done["id"],
-                                         trace_id=done["trace_id"], output=done["output"],
-                                         line_no=line_no, resumed=True))
+                nonlocal resumed
+                resumed += 1
+                finish(
+                    index,
+                    ItemResult(
+                        status="done",
+                        item_id=done["id"],
+                        trace_id=done["trace_id"],
+                        output=done["output"],
+                        line_no=line_no,
+                        resumed=True,
+                    ),
+                )
                 return
         finish(index, await pipeline.run(data, run_id=run_id, line_no=line_no))
 
@@ -160,4 +175,4 @@ async def run_file(
             store.fail_unfinished(run_id=run_id, reason=INTERRUPTED)
         writer.drain()
         store.finish_run(run_id, "interrupted" if interrupted else "finished")
-    return BatchOutcome(run_id=run_id, total=total, interrupted=False)
+    return BatchOutcome(run_id=run_id, total=total, resumed=resumed)

@@ -16,11 +16,11 @@ import jsonschema
 
 from ..config.model import GenerateStep, ModelConfig, PromptFile
 from ..errors import OutputInvalid, RoadworthyError
+from ..prompts import render_messages
 from ..providers.base import Completion, CompletionRequest, Provider, ResponseFormat
 from ..providers.pricing import Price, call_cost
 from ..secrets import redact
 from ..store import CallRecord, Store
-from ..prompts import render_messages
 
 __all__ = ["BoundModel", "GenerateContext", "GenerateRunner", "parse_json_output"]
 
@@ -56,7 +56,7 @@ def parse_json_output(text: str, schema: dict[str, Any] | None) -> Any:
     if fenced:
         candidate = fenced.group(1)
     try:
-        value = json.loads(candidate)
+        value = json.loads(candidate, strict=False)  # raw tabs/newlines inside strings
     except json.JSONDecodeError as exc:
         raise OutputInvalid(
             f"output is not valid JSON ({exc.msg} at char {exc.pos})", raw_text=text
@@ -66,7 +66,9 @@ def parse_json_output(text: str, schema: dict[str, Any] | None) -> Any:
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            raise OutputInvalid(f"output fails the schema at {where}: {error.message}", raw_text=text)
+            raise OutputInvalid(
+                f"output fails the schema at {where}: {error.message}", raw_text=text
+            )
     return value
 
 

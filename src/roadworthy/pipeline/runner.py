@@ -137,8 +137,9 @@ class Pipeline:
         try:
             validated = validate_input(data, self.config.input)
         except InputRejected as exc:
-            return self.reject(exc, raw=_canonical(data), data=data, run_id=run_id,
-                               line_no=line_no, key=key)
+            return self.reject(
+                exc, raw=_canonical(data), data=data, run_id=run_id, line_no=line_no, key=key
+            )
         item_id, trace_id = self.store.add_item(
             pipeline=self.name,
             item_key=key,
@@ -150,8 +151,9 @@ class Pipeline:
         )
         started = time.perf_counter()
         ctx = GenerateContext(trace_id=trace_id, item_id=item_id, run_id=run_id, pipeline=self.name)
-        result = ItemResult(status="running", item_id=item_id, trace_id=trace_id,
-                            line_no=line_no, key=key)
+        result = ItemResult(
+            status="running", item_id=item_id, trace_id=trace_id, line_no=line_no, key=key
+        )
         try:
             output: Any = None
             variables = dict(validated)

@@ -69,7 +69,9 @@ class Workspace:
         pipelines = self.project.config.pipelines
         if name not in pipelines:
             known = ", ".join(sorted(pipelines)) or "none"
-            raise ConfigError(f"no pipeline {name!r} in {self.project.config_path} (known: {known})")
+            raise ConfigError(
+                f"no pipeline {name!r} in {self.project.config_path} (known: {known})"
+            )
         config = pipelines[name]
         steps = []
         for index, step in enumerate(config.steps):

@@ -1,7 +1,15 @@
 """Model providers behind one contract, the error taxonomy they map into, and pricing."""
 
 from .anthropic import AnthropicProvider
-from .base import Capabilities, Completion, CompletionRequest, Message, Provider, ResponseFormat, Usage
+from .base import (
+    Capabilities,
+    Completion,
+    CompletionRequest,
+    Message,
+    Provider,
+    ResponseFormat,
+    Usage,
+)
 from .factory import build_provider, resolve_price
 from .local import LocalProvider
 from .openai import OpenAIProvider

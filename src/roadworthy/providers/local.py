@@ -168,4 +168,3 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         self._llama = None
-

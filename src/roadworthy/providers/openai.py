@@ -111,8 +111,7 @@ class OpenAIProvider:
             finish = choice.get("finish_reason")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponse(
-                f"{self.name} response has no choices[0].message: "
-                f"{json.dumps(data)[:200]}",
+                f"{self.name} response has no choices[0].message: {json.dumps(data)[:200]}",
                 **kw,
             ) from None
         if not isinstance(text, str):

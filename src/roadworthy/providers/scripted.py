@@ -115,7 +115,9 @@ def _build_error(reply: Reply, provider: str, model: str) -> BaseException:
     if not (isinstance(cls, type) and issubclass(cls, errors.RoadworthyError)):
         raise errors.ConfigError(f"scripted reply names unknown error class {reply.error!r}")
     if issubclass(cls, errors.RateLimited):
-        return cls(reply.error_message, retry_after=reply.retry_after, provider=provider, model=model)
+        return cls(
+            reply.error_message, retry_after=reply.retry_after, provider=provider, model=model
+        )
     if issubclass(cls, errors.ProviderError):
         return cls(reply.error_message, provider=provider, model=model)
     if issubclass(cls, errors.InputRejected):

@@ -293,22 +293,23 @@ class Store:
             ).first()
             return dict(row._mapping) if row else None
 
-    def fail_unfinished(self, *, run_id: str | None = None, pipeline: str | None = None,
-                        reason: str) -> int:
+    def fail_unfinished(
+        self, *, run_id: str | None = None, pipeline: str | None = None, reason: str
+    ) -> int:
         """End every pending/running item of a run (or pipeline) as failed with ``reason``.
 
         Used on Ctrl-C and before a resume, so no item is left without an ending.
         """
-        cond = items.c.status.in_(("pending", "running"))
+        cond: sa.ColumnElement[bool] = items.c.status.in_(("pending", "running"))
         if run_id is not None:
             cond = sa.and_(cond, items.c.run_id == run_id)
         if pipeline is not None:
             cond = sa.and_(cond, items.c.pipeline == pipeline)
         with self.engine.begin() as conn:
             result = conn.execute(
-                items.update().where(cond).values(
-                    status="failed", reason=reason, error_code="interrupted", updated_at=now()
-                )
+                items.update()
+                .where(cond)
+                .values(status="failed", reason=reason, error_code="interrupted", updated_at=now())
             )
             return int(result.rowcount or 0)
 

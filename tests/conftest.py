@@ -1,0 +1,117 @@
+"""Shared fixtures: stores on both backends, services on loopback, scripted projects.
+
+A test that needs a service it cannot reach is skipped with the reason, except under
+``ROADWORTHY_REQUIRE_SERVICES=1`` (set by CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get("ROADWORTHY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE = os.environ.get("ROADWORTHY_REQUIRE_SERVICES") == "1"
+
+
+def need(reason: str) -> None:
+    """Skip (or fail in CI) because a real service is missing."""
+    if REQUIRE:
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        need("psycopg is not installed (pip install 'roadworthy[postgres]')")
+    name = f"rw_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        need(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+SCHEMA = """{
+  "type": "object",
+  "properties": {
+    "category": {"type": "string", "enum": ["billing", "technical", "other"]},
+    "priority": {"type": "string", "enum": ["low", "high"]}
+  },
+  "required": ["category", "priority"],
+  "additionalProperties": false
+}
+"""
+
+PROMPT = """\
+id: triage
+description: test prompt
+messages:
+  - role: system
+    content: Classify the ticket.
+  - role: user
+    content: "Ticket: {{ text }}"
+"""
+
+
+def write_project(root: Path, config: str, *, prompt: str = PROMPT, schema: str = SCHEMA) -> Path:
+    """Write a small project folder and return it."""
+    (root / "prompts").mkdir(parents=True, exist_ok=True)
+    (root / "schemas").mkdir(exist_ok=True)
+    (root / "roadworthy.yaml").write_text(textwrap.dedent(config))
+    (root / "prompts" / "triage.yaml").write_text(prompt)
+    (root / "schemas" / "triage.json").write_text(schema)
+    return root
+
+
+SCRIPTED_CONFIG = """\
+storage: sqlite:///.roadworthy/state.db
+providers:
+  fake: {type: scripted}
+models:
+  cheap:
+    provider: fake
+    id: gpt-4o-mini
+    tier: small
+pipelines:
+  triage:
+    input:
+      fields:
+        text: {type: string, max_chars: 500}
+    steps:
+      - generate: {prompt: triage, model: cheap, output: schemas/triage.json}
+"""
+
+
+@pytest.fixture
+def scripted_project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "proj", SCRIPTED_CONFIG)
