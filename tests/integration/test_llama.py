@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from roadworthy import errors
-from roadworthy.providers import CompletionRequest, LocalProvider, Message, OpenAIProvider, ResponseFormat
+from roadworthy.providers import (
+    CompletionRequest,
+    LocalProvider,
+    Message,
+    OpenAIProvider,
+    ResponseFormat,
+)
 
 from ..conftest import need
 
@@ -50,9 +56,22 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     log = log_path.open("wb")  # a file, not a pipe: the server logs a lot and would block
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roadworthy.testing.llama_server", "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "roadworthy.testing.llama_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,7 +100,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def ticket(text: str) -> CompletionRequest:
     return CompletionRequest(
         messages=(
-            Message("system", "Classify the support ticket as billing, technical or other. Reply in JSON."),
+            Message(
+                "system",
+                "Classify the support ticket as billing, technical or other. Reply in JSON.",
+            ),
             Message("user", text),
         ),
         model="smollm2",
@@ -92,8 +114,12 @@ def ticket(text: str) -> CompletionRequest:
 
 
 async def test_openai_provider_against_llama_server(llama_server: str) -> None:
-    provider = OpenAIProvider(base_url=f"{llama_server}/v1", api_key_env=None,
-                              json_mode="json_object_schema", total_timeout_s=60)
+    provider = OpenAIProvider(
+        base_url=f"{llama_server}/v1",
+        api_key_env=None,
+        json_mode="json_object_schema",
+        total_timeout_s=60,
+    )
     completion = await provider.complete(ticket("I was charged twice for my invoice."))
     await provider.aclose()
     data = json.loads(completion.text)
@@ -107,8 +133,9 @@ async def test_llama_server_context_overflow_is_classified(llama_server: str) ->
     provider = OpenAIProvider(base_url=f"{llama_server}/v1", api_key_env=None, total_timeout_s=60)
     huge = "word " * 5000
     with pytest.raises((errors.ContextTooLong, errors.BadRequest)):
-        await provider.complete(CompletionRequest(messages=(Message("user", huge),), model="smollm2",
-                                                  max_tokens=5))
+        await provider.complete(
+            CompletionRequest(messages=(Message("user", huge),), model="smollm2", max_tokens=5)
+        )
     await provider.aclose()
 
 
@@ -121,8 +148,11 @@ async def test_local_provider_in_process() -> None:
     assert completion.usage.input_tokens and completion.usage.output_tokens
     assert completion.provider == "local"
     with pytest.raises(errors.ContextTooLong):
-        await provider.complete(CompletionRequest(messages=(Message("user", "word " * 3000),),
-                                                  model="smollm2", max_tokens=5))
+        await provider.complete(
+            CompletionRequest(
+                messages=(Message("user", "word " * 3000),), model="smollm2", max_tokens=5
+            )
+        )
     await provider.aclose()
 
 
@@ -139,7 +169,8 @@ def test_example_project_end_to_end_on_local_model(tmp_path: Path) -> None:
     source.write_text("".join((root / "tickets.jsonl").read_text().splitlines(True)[:5]))
     db = f"sqlite:///{tmp_path / 'state.db'}"
     result = CliRunner().invoke(
-        app, ["run", "support-triage", str(source), "-p", str(root), "-o", str(tmp_path / "out.jsonl")],
+        app,
+        ["run", "support-triage", str(source), "-p", str(root), "-o", str(tmp_path / "out.jsonl")],
         env={"ROADWORTHY_STORAGE": db},
     )
     assert result.exit_code in (0, 1), result.output
@@ -149,6 +180,8 @@ def test_example_project_end_to_end_on_local_model(tmp_path: Path) -> None:
     store = Store.open(db)
     calls = store.list_calls()
     assert len(calls) == 5
-    assert all(c["provider"] == "local" and c["input_tokens"] > 0 and c["output_tokens"] > 0 for c in calls)
+    assert all(
+        c["provider"] == "local" and c["input_tokens"] > 0 and c["output_tokens"] > 0 for c in calls
+    )
     assert all(c["cost_usd"] is not None and float(c["cost_usd"]) == 0.0 for c in calls)
     store.close()

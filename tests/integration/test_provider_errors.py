@@ -29,15 +29,18 @@ def server() -> Iterator[FaultServer]:
 def make(kind: str, server: FaultServer) -> OpenAIProvider | AnthropicProvider:
     register_secret(KEY)
     if kind == "openai":
-        return OpenAIProvider(base_url=server.url + "/v1", api_key=KEY, total_timeout_s=1.0,
-                              read_timeout_s=1.0)
-    return AnthropicProvider(base_url=server.url, api_key=KEY, total_timeout_s=1.0,
-                             read_timeout_s=1.0)
+        return OpenAIProvider(
+            base_url=server.url + "/v1", api_key=KEY, total_timeout_s=1.0, read_timeout_s=1.0
+        )
+    return AnthropicProvider(
+        base_url=server.url, api_key=KEY, total_timeout_s=1.0, read_timeout_s=1.0
+    )
 
 
 def request() -> CompletionRequest:
-    return CompletionRequest(messages=(Message("system", "be brief"), Message("user", "hi")),
-                             model="m-1", max_tokens=20)
+    return CompletionRequest(
+        messages=(Message("system", "be brief"), Message("user", "hi")), model="m-1", max_tokens=20
+    )
 
 
 PROVIDERS = ["openai", "anthropic"]
@@ -51,8 +54,10 @@ PROVIDERS = ["openai", "anthropic"]
         (Fault.status(403), errors.AuthFailed),
         (Fault.status(404, message="model m-1 does not exist"), errors.NotFound),
         (Fault.status(400, message="bad parameter"), errors.BadRequest),
-        (Fault.status(400, message="This model's maximum context length is 2048 tokens"),
-         errors.ContextTooLong),
+        (
+            Fault.status(400, message="This model's maximum context length is 2048 tokens"),
+            errors.ContextTooLong,
+        ),
         (Fault.status(500), errors.ProviderUnavailable),
         (Fault.status(503), errors.ProviderUnavailable),
         (Fault.status(529, message="Overloaded"), errors.ProviderUnavailable),
@@ -102,12 +107,24 @@ async def test_key_echoed_by_upstream_is_redacted(server: FaultServer, kind: str
 
 
 async def test_openai_request_shape_and_usage(server: FaultServer) -> None:
-    server.push(Fault.ok('{"a": 1}', usage={"prompt_tokens": 50, "completion_tokens": 7,
-                                           "prompt_tokens_details": {"cached_tokens": 32}}))
+    server.push(
+        Fault.ok(
+            '{"a": 1}',
+            usage={
+                "prompt_tokens": 50,
+                "completion_tokens": 7,
+                "prompt_tokens_details": {"cached_tokens": 32},
+            },
+        )
+    )
     provider = make("openai", server)
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    req = CompletionRequest(messages=(Message("user", "hi"),), model="gpt-4o-mini",
-                            temperature=0.0, response_format=ResponseFormat(schema=schema))
+    req = CompletionRequest(
+        messages=(Message("user", "hi"),),
+        model="gpt-4o-mini",
+        temperature=0.0,
+        response_format=ResponseFormat(schema=schema),
+    )
     completion = await provider.complete(req)
     await provider.aclose()
     sent = server.requests[-1]
@@ -119,9 +136,17 @@ async def test_openai_request_shape_and_usage(server: FaultServer) -> None:
 
 
 async def test_anthropic_request_shape_and_cached_usage(server: FaultServer) -> None:
-    server.push(Fault.ok("hello", usage={"input_tokens": 10, "output_tokens": 4,
-                                         "cache_read_input_tokens": 100,
-                                         "cache_creation_input_tokens": 20}))
+    server.push(
+        Fault.ok(
+            "hello",
+            usage={
+                "input_tokens": 10,
+                "output_tokens": 4,
+                "cache_read_input_tokens": 100,
+                "cache_creation_input_tokens": 20,
+            },
+        )
+    )
     provider = make("anthropic", server)
     completion = await provider.complete(request())
     await provider.aclose()
@@ -131,7 +156,11 @@ async def test_anthropic_request_shape_and_cached_usage(server: FaultServer) -> 
     assert sent["json"]["system"] == "be brief"
     assert [m["role"] for m in sent["json"]["messages"]] == ["user"]
     usage = completion.usage
-    assert (usage.input_tokens, usage.cached_read_tokens, usage.cache_write_tokens) == (130, 100, 20)
+    assert (usage.input_tokens, usage.cached_read_tokens, usage.cache_write_tokens) == (
+        130,
+        100,
+        20,
+    )
 
 
 async def test_connection_refused_is_unavailable() -> None:

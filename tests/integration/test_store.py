@@ -38,22 +38,35 @@ def test_item_lifecycle_and_summary(store_url: str) -> None:
     ids = []
     for n in range(4):
         item_id, trace_id = store.add_item(
-            pipeline="triage", item_key=f"id:{n}", payload_hash="0" * 64,
-            input={"text": f"t{n} ünïcödé 🚀"}, run_id=run_id, line_no=n + 1, status="running",
+            pipeline="triage",
+            item_key=f"id:{n}",
+            payload_hash="0" * 64,
+            input={"text": f"t{n} ünïcödé 🚀"},
+            run_id=run_id,
+            line_no=n + 1,
+            status="running",
         )
         ids.append(item_id)
         store.record_call(
             CallRecord(
-                trace_id=trace_id, item_id=item_id, run_id=run_id, provider="p", model="m",
-                latency_ms=10.0 * (n + 1), status="ok", input_tokens=100, output_tokens=10,
+                trace_id=trace_id,
+                item_id=item_id,
+                run_id=run_id,
+                provider="p",
+                model="m",
+                latency_ms=10.0 * (n + 1),
+                status="ok",
+                input_tokens=100,
+                output_tokens=10,
                 cached_read_tokens=5,
                 cost_usd=Decimal("0.0001234567") if n != 3 else None,
             )
         )
     for n, item_id in enumerate(ids[:3]):
         store.set_item(item_id, "done", output={"n": n}, latency_ms=float(10 * (n + 1)))
-    store.set_item(ids[3], "failed", reason="upstream 500", error_code="ProviderUnavailable",
-                   latency_ms=40.0)
+    store.set_item(
+        ids[3], "failed", reason="upstream 500", error_code="ProviderUnavailable", latency_ms=40.0
+    )
     with pytest.raises(ValueError, match="needs a reason"):
         store.set_item(ids[3], "failed")
     store.finish_run(run_id, "finished")
@@ -75,8 +88,14 @@ def test_fail_unfinished_ends_every_open_item(store_url: str) -> None:
     store = Store.open(store_url)
     run_id = store.start_run("triage", None, {})
     for status in ("pending", "running", "done"):
-        store.add_item(pipeline="triage", item_key=status, payload_hash="1" * 64,
-                       input={}, run_id=run_id, status=status)
+        store.add_item(
+            pipeline="triage",
+            item_key=status,
+            payload_hash="1" * 64,
+            input={},
+            run_id=run_id,
+            status=status,
+        )
     assert store.fail_unfinished(run_id=run_id, reason="interrupted") == 2
     rows = store.items_for_run(run_id)
     assert sorted(r["status"] for r in rows) == ["done", "failed", "failed"]

@@ -74,7 +74,9 @@ def test_run_writes_results_and_summary(tmp_path: Path) -> None:
     assert "$0.000050" in result.output
     assert "did not finish done" in result.output
 
-    again = runner.invoke(app, ["run", "triage", str(source), "-p", str(root), "-o", str(out), "--resume"])
+    again = runner.invoke(
+        app, ["run", "triage", str(source), "-p", str(root), "-o", str(out), "--resume"]
+    )
     assert "skipped" in again.output
     listing = runner.invoke(app, ["runs", "-p", str(root)])
     assert listing.exit_code == 0 and listing.output.count("triage") >= 2

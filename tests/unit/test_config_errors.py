@@ -29,7 +29,9 @@ CASES = [
     ),
     pytest.param(
         GOOD.replace("provider: fake", "provider: fak"),
-        ["roadworthy.yaml:6: models.cheap.provider: unknown provider 'fak' (hint: did you mean 'fake'?)"],
+        [
+            "roadworthy.yaml:6: models.cheap.provider: unknown provider 'fak' (hint: did you mean 'fake'?)"
+        ],
         id="missing-provider",
     ),
     pytest.param(
@@ -117,7 +119,9 @@ def test_storage_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_prompt_file_errors_name_the_prompt_file(tmp_path: Path) -> None:
-    root = write_project(tmp_path, GOOD, prompt="id: triage\nmessages:\n  - role: bot\n    content: hi\n")
+    root = write_project(
+        tmp_path, GOOD, prompt="id: triage\nmessages:\n  - role: bot\n    content: hi\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_project(root)
     (problem,) = info.value.problems

@@ -25,9 +25,13 @@ def test_dated_snapshots_and_vendor_prefixes_find_their_price() -> None:
 
 def test_cost_counts_cached_tokens_once_at_their_own_rate() -> None:
     price = builtin_price("claude-sonnet-4-5")
-    usage = Usage(input_tokens=1_130, output_tokens=100, cached_read_tokens=1_000, cache_write_tokens=100)
+    usage = Usage(
+        input_tokens=1_130, output_tokens=100, cached_read_tokens=1_000, cache_write_tokens=100
+    )
     # 30 fresh * $3 + 1000 cached * $0.30 + 100 written * $3.75 + 100 out * $15, per million
-    expected = (30 * Decimal(3) + 1000 * Decimal("0.30") + 100 * Decimal("3.75") + 100 * Decimal(15)) / 10**6
+    expected = (
+        30 * Decimal(3) + 1000 * Decimal("0.30") + 100 * Decimal("3.75") + 100 * Decimal(15)
+    ) / 10**6
     assert call_cost(usage, price) == expected
     assert call_cost(usage, price, batch=True) == expected / 2
 
@@ -47,8 +51,13 @@ def test_redaction_hides_registered_secrets_only() -> None:
 
 
 PROMPT = PromptFile.model_validate(
-    {"id": "p", "messages": [{"role": "system", "content": "Be brief."},
-                             {"role": "user", "content": "Ticket: {{ text }}"}]}
+    {
+        "id": "p",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Ticket: {{ text }}"},
+        ],
+    }
 )
 
 
@@ -58,7 +67,9 @@ def test_input_values_render_literally() -> None:
 
 
 def test_missing_variable_is_an_error_naming_the_prompt() -> None:
-    with pytest.raises(PromptRenderError, match=r"prompt 'p' message 1 \(user\).*'text' is undefined"):
+    with pytest.raises(
+        PromptRenderError, match=r"prompt 'p' message 1 \(user\).*'text' is undefined"
+    ):
         render_messages(PROMPT, {})
 
 

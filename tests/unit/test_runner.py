@@ -26,14 +26,19 @@ def workspace(root: Path, replies: list[Reply]) -> tuple[Workspace, ScriptedProv
 
 async def test_done_item_records_call_with_tokens_and_cost(scripted_project: Path) -> None:
     ws, provider = workspace(
-        scripted_project, [Reply(text=GOOD, input_tokens=1000, output_tokens=200, cached_read_tokens=400)]
+        scripted_project,
+        [Reply(text=GOOD, input_tokens=1000, output_tokens=200, cached_read_tokens=400)],
     )
     result = await ws.pipeline("triage").run({"text": "charged twice"})
     assert result.status == "done"
     assert result.output == GOOD
     assert provider.requests[0].messages[1].content == "Ticket: charged twice"
     (call,) = ws.store.list_calls()
-    assert (call["input_tokens"], call["output_tokens"], call["cached_read_tokens"]) == (1000, 200, 400)
+    assert (call["input_tokens"], call["output_tokens"], call["cached_read_tokens"]) == (
+        1000,
+        200,
+        400,
+    )
     # gpt-4o-mini: $0.15/M input, $0.075/M cached input, $0.60/M output
     expected = (600 * Decimal("0.15") + 400 * Decimal("0.075") + 200 * Decimal("0.60")) / 1_000_000
     assert Decimal(str(call["cost_usd"])) == expected
@@ -108,7 +113,9 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-async def test_batch_keeps_order_and_rejects_bad_lines(scripted_project: Path, tmp_path: Path) -> None:
+async def test_batch_keeps_order_and_rejects_bad_lines(
+    scripted_project: Path, tmp_path: Path
+) -> None:
     ws, _ = workspace(
         scripted_project,
         [Reply(text=GOOD, when="slow", latency_s=0.05), Reply(text=GOOD)],
@@ -130,7 +137,11 @@ async def test_batch_keeps_order_and_rejects_bad_lines(scripted_project: Path, t
     assert [r["line"] for r in rows] == [1, 2, 4, 5]
     assert [r["status"] for r in rows] == ["done", "rejected", "rejected", "done"]
     assert rows[1]["error"]["code"] == "malformed_json"
-    assert rows[2]["error"] == {"code": "missing_field", "message": "required field is missing", "field": "text"}
+    assert rows[2]["error"] == {
+        "code": "missing_field",
+        "message": "required field is missing",
+        "field": "text",
+    }
     summary = ws.store.run_summary(outcome.run_id)
     assert summary.items_by_status == {"done": 2, "rejected": 2}
     assert summary.status == "finished" and summary.calls == 2
@@ -145,9 +156,14 @@ async def test_resume_skips_done_items_and_reemits_their_output(
 ) -> None:
     source = write_lines(
         tmp_path / "in.jsonl",
-        [json.dumps({"id": f"t{i}", "text": f"ticket {i} {'flaky' if i % 2 else ''}"}) for i in range(6)],
+        [
+            json.dumps({"id": f"t{i}", "text": f"ticket {i} {'flaky' if i % 2 else ''}"})
+            for i in range(6)
+        ],
     )
-    ws, provider = workspace(scripted_project, [Reply(error="ProviderUnavailable", when="flaky"), Reply(text=GOOD)])
+    ws, provider = workspace(
+        scripted_project, [Reply(error="ProviderUnavailable", when="flaky"), Reply(text=GOOD)]
+    )
     first = await run_file(ws.pipeline("triage"), source, concurrency=2)
     assert ws.store.run_summary(first.run_id).items_by_status == {"done": 3, "failed": 3}
 
@@ -162,12 +178,16 @@ async def test_resume_skips_done_items_and_reemits_their_output(
     assert ws.store.run_summary(second.run_id).calls == 3
 
 
-async def test_cancel_mid_batch_leaves_no_item_unfinished(scripted_project: Path, tmp_path: Path) -> None:
+async def test_cancel_mid_batch_leaves_no_item_unfinished(
+    scripted_project: Path, tmp_path: Path
+) -> None:
     source = write_lines(
         tmp_path / "in.jsonl",
         [json.dumps({"id": f"t{i}", "text": "hang" if i == 2 else f"ok {i}"}) for i in range(8)],
     )
-    ws, provider = workspace(scripted_project, [Reply(text=GOOD, when="hang", latency_s=3600), Reply(text=GOOD)])
+    ws, provider = workspace(
+        scripted_project, [Reply(text=GOOD, when="hang", latency_s=3600), Reply(text=GOOD)]
+    )
     run_ids: list[str] = []
     task = asyncio.create_task(
         run_file(ws.pipeline("triage"), source, concurrency=2, run_id_callback=run_ids.append)

@@ -32,7 +32,7 @@ def main() -> None:
     lowlevel.llama_model_default_params = params_without_extra_bufts
     if "--model" not in sys.argv:
         sys.argv += ["--model", str(bundled_model_path())]
-    server_main()
+    server_main()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":
