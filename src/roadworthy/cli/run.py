@@ -31,7 +31,16 @@ def run_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write one result line per input here.")
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=256)] = 4,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            max=256,
+            help="Items in flight at once (default 4, or 1 for an in-process model).",
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip inputs whose item already finished done.")
     ] = False,
@@ -88,7 +97,7 @@ def run_command(
                     pipe,
                     input_path,
                     output=out,
-                    concurrency=concurrency,
+                    concurrency=concurrency or pipe.default_concurrency(),
                     resume=resume,
                     on_result=on_result,
                     run_id_callback=run_ids.append,

@@ -72,6 +72,7 @@ class ScriptedReplyConfig(Strict):
     error: str | None = None
     error_message: str = "scripted failure"
     retry_after: float | None = None
+    latency_s: float = Field(0.0, ge=0)
     times: int | None = Field(None, ge=1)
     input_tokens: int | None = Field(None, ge=0)
     output_tokens: int | None = Field(None, ge=0)

@@ -90,6 +90,19 @@ class Pipeline:
         self.steps = steps
         self.store = store
 
+    def default_concurrency(self, fallback: int = 4) -> int:
+        """How many items to run at once when the user did not say.
+
+        An in-process model serves one call at a time; running more items than that only
+        makes each item wait longer, so the lowest provider limit wins.
+        """
+        limits = [fallback]
+        for step in self.steps:
+            limit = step.model.provider.capabilities.max_concurrency
+            if limit is not None:
+                limits.append(limit)
+        return min(limits)
+
     def key_for(self, data: Any) -> str:
         return item_key_for(data, self.config.input.id_field)
 

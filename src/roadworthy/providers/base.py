@@ -92,6 +92,7 @@ class Capabilities:
     batch: bool = False
     embeddings: bool = False
     context_window: int | None = None
+    max_concurrency: int | None = None  # None: no limit of its own (an in-process model is 1)
 
 
 @runtime_checkable

@@ -95,7 +95,7 @@ class LocalProvider:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(json_schema=True, context_window=self._n_ctx)
+        return Capabilities(json_schema=True, context_window=self._n_ctx, max_concurrency=1)
 
     def _model(self) -> Any:
         # Called with self._call_lock held, so the model loads exactly once.
