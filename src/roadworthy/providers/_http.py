@@ -27,7 +27,8 @@ from ..errors import (
     RateLimited,
     Timeout,
 )
-from ..secrets import redact
+from ..secrets import read_secret, redact
+from .base import Completion, CompletionRequest
 
 _CONTEXT_HINTS = (
     "context length",
@@ -154,3 +155,61 @@ async def post_json(
     if check is not None:
         check(data)
     return data, resp_headers
+
+
+class HttpProvider:
+    """Shared plumbing of the HTTP providers: client, key, timeouts, one request path.
+
+    Subclasses say how a request becomes a payload and headers, and how a body becomes a
+    :class:`Completion`; sending and failure classification happen here, once.
+    """
+
+    endpoint = ""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        api_key_env: str | None,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        total_timeout_s: float,
+        context_window: int | None,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.name = name
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key or (read_secret(api_key_env) if api_key_env else None)
+        self._total_timeout_s = total_timeout_s
+        self._context_window = context_window
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _payload(self, request: CompletionRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
+        raise NotImplementedError
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+        data, _ = await post_json(
+            self._client,
+            self._base_url + self.endpoint,
+            self._payload(request),
+            headers={"content-type": "application/json", **self._headers()},
+            provider=self.name,
+            model=request.model,
+            total_timeout_s=timeout,
+        )
+        return self._parse(data, request)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 
 from ..errors import ContentFiltered, MalformedResponse
-from ..secrets import read_secret
-from ._http import post_json
+from ._http import HttpProvider
 from .base import Capabilities, Completion, CompletionRequest, Usage
 
 __all__ = ["AnthropicProvider"]
@@ -24,7 +23,9 @@ __all__ = ["AnthropicProvider"]
 _DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens on every request
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
+    endpoint = "/v1/messages"
+
     def __init__(
         self,
         *,
@@ -39,16 +40,24 @@ class AnthropicProvider:
         context_window: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key or (read_secret(api_key_env) if api_key_env else None)
-        self._api_version = api_version
-        self._total_timeout_s = total_timeout_s
-        self._context_window = context_window
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            total_timeout_s=total_timeout_s,
+            context_window=context_window,
             transport=transport,
         )
+        self._api_version = api_version
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": self._api_version}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        return headers
 
     @property
     def capabilities(self) -> Capabilities:
@@ -86,22 +95,6 @@ class AnthropicProvider:
             payload["tool_choice"] = {"type": "tool", "name": fmt.name}
         return payload
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        headers = {"content-type": "application/json", "anthropic-version": self._api_version}
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
-        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
-        data, _ = await post_json(
-            self._client,
-            f"{self._base_url}/v1/messages",
-            self._payload(request),
-            headers=headers,
-            provider=self.name,
-            model=request.model,
-            total_timeout_s=timeout,
-        )
-        return self._parse(data, request)
-
     def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         blocks = data.get("content")
@@ -130,9 +123,6 @@ class AnthropicProvider:
             parsed=parsed,
             raw=data,
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 def _usage(raw: Any) -> Usage:

@@ -16,6 +16,7 @@ import asyncio
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ from typing import Any
 from ..errors import ConfigError, ContextTooLong, MalformedResponse, ProviderUnavailable, Timeout
 from .base import Capabilities, Completion, CompletionRequest, Usage
 
-__all__ = ["BUNDLED_MODEL_ID", "LocalProvider", "bundled_model_path", "load_llama"]
+__all__ = [
+    "BUNDLED_MODEL_ID",
+    "LocalProvider",
+    "bundled_model_path",
+    "load_llama",
+    "without_extra_bufts",
+]
 
 BUNDLED_MODEL_ID = "smollm2-135m-instruct"
 _INSTALL_HINT = (
@@ -45,6 +52,18 @@ def bundled_model_path() -> Path:
     return path
 
 
+def without_extra_bufts(default_params: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap llama.cpp's ``llama_model_default_params`` so extra buffer types are off."""
+
+    def params() -> Any:
+        value = default_params()
+        if hasattr(value, "use_extra_bufts"):
+            value.use_extra_bufts = False
+        return value
+
+    return params
+
+
 def load_llama(model_path: Path, *, n_ctx: int = 2048, n_threads: int | None = None) -> Any:
     """Load a model with llama.cpp's extra buffer types off (see the module docstring)."""
     try:
@@ -54,14 +73,7 @@ def load_llama(model_path: Path, *, n_ctx: int = 2048, n_threads: int | None = N
         raise ConfigError(_INSTALL_HINT) from None
     with _load_lock:
         original = lowlevel.llama_model_default_params
-
-        def params_without_extra_bufts() -> Any:
-            params = original()
-            if hasattr(params, "use_extra_bufts"):
-                params.use_extra_bufts = False
-            return params
-
-        lowlevel.llama_model_default_params = params_without_extra_bufts
+        lowlevel.llama_model_default_params = without_extra_bufts(original)
         try:
             return llama_cpp.Llama(
                 model_path=str(model_path),

@@ -14,8 +14,7 @@ from typing import Any, Literal
 import httpx
 
 from ..errors import ContentFiltered, MalformedResponse
-from ..secrets import read_secret
-from ._http import post_json
+from ._http import HttpProvider
 from .base import Capabilities, Completion, CompletionRequest, Usage
 
 __all__ = ["JsonMode", "OpenAIProvider"]
@@ -23,8 +22,10 @@ __all__ = ["JsonMode", "OpenAIProvider"]
 JsonMode = Literal["json_schema", "json_object_schema", "json_object"]
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """Chat completions over httpx, with failures mapped to roadworthy's taxonomy."""
+
+    endpoint = "/chat/completions"
 
     def __init__(
         self,
@@ -40,16 +41,21 @@ class OpenAIProvider:
         context_window: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key or (read_secret(api_key_env) if api_key_env else None)
-        self._total_timeout_s = total_timeout_s
-        self._json_mode = json_mode
-        self._context_window = context_window
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            total_timeout_s=total_timeout_s,
+            context_window=context_window,
             transport=transport,
         )
+        self._json_mode = json_mode
+
+    def _headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -86,22 +92,6 @@ class OpenAIProvider:
                 }
         return payload
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        headers = {"content-type": "application/json"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
-        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
-        data, _ = await post_json(
-            self._client,
-            f"{self._base_url}/chat/completions",
-            self._payload(request),
-            headers=headers,
-            provider=self.name,
-            model=request.model,
-            total_timeout_s=timeout,
-        )
-        return self._parse(data, request)
-
     def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         try:
@@ -127,9 +117,6 @@ class OpenAIProvider:
             request_id=data.get("id"),
             raw=data,
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 def _usage(raw: Any) -> Usage:

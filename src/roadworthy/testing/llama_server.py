@@ -10,7 +10,6 @@ provider without a cloud account.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 
 def main() -> None:
@@ -19,17 +18,9 @@ def main() -> None:
         from llama_cpp.server.__main__ import main as server_main
     except ImportError:
         sys.exit("needs the [local] extra: pip install 'roadworthy[local]'")
-    from roadworthy.providers.local import bundled_model_path
+    from roadworthy.providers.local import bundled_model_path, without_extra_bufts
 
-    original = lowlevel.llama_model_default_params
-
-    def params_without_extra_bufts() -> Any:
-        params = original()
-        if hasattr(params, "use_extra_bufts"):
-            params.use_extra_bufts = False
-        return params
-
-    lowlevel.llama_model_default_params = params_without_extra_bufts
+    lowlevel.llama_model_default_params = without_extra_bufts(lowlevel.llama_model_default_params)
     if "--model" not in sys.argv:
         sys.argv += ["--model", str(bundled_model_path())]
     server_main()  # type: ignore[no-untyped-call]
