@@ -77,6 +77,8 @@ SCHEMA = """{
 PROMPT = """\
 id: triage
 description: test prompt
+variables:
+  text: {type: string}
 messages:
   - role: system
     content: Classify the ticket.

@@ -8,6 +8,8 @@ import pytest
 
 from roadworthy.config import load_project
 from roadworthy.errors import ConfigError
+from roadworthy.pipeline.workspace import check_prompts
+from roadworthy.prompts import load_prompts
 
 from ..conftest import SCRIPTED_CONFIG, write_project
 
@@ -65,14 +67,6 @@ CASES = [
         id="missing-required",
     ),
     pytest.param(
-        GOOD.replace("prompt: triage", "prompt: nope"),
-        [
-            "roadworthy.yaml:15: pipelines.triage.steps[0].generate.prompt: no prompt file "
-            "prompts/nope.yaml (hint: create it, or check the id)"
-        ],
-        id="missing-prompt-file",
-    ),
-    pytest.param(
         GOOD.replace("output: schemas/triage.json", "output: schemas/none.json"),
         [
             "roadworthy.yaml:15: pipelines.triage.steps[0].generate.output: schema file "
@@ -109,7 +103,7 @@ def test_broken_config_messages(tmp_path: Path, config: str, expected: list[str]
 def test_good_config_loads_and_resolves_sqlite_path(tmp_path: Path) -> None:
     project = load_project(write_project(tmp_path, GOOD))
     assert project.storage_url == f"sqlite:///{tmp_path.resolve()}/.roadworthy/state.db"
-    assert set(project.prompts) == {"triage"}
+    assert set(load_prompts(project.root).prompts) == {"triage"}
 
 
 def test_storage_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,13 +112,69 @@ def test_storage_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert project.storage_url == "postgresql://db.example/rw"
 
 
-def test_prompt_file_errors_name_the_prompt_file(tmp_path: Path) -> None:
-    root = write_project(
-        tmp_path, GOOD, prompt="id: triage\nmessages:\n  - role: bot\n    content: hi\n"
-    )
-    with pytest.raises(ConfigError) as info:
-        load_project(root)
-    (problem,) = info.value.problems
-    assert problem.endswith(
-        "triage.yaml:3: messages[0].role: Input should be 'system', 'user' or 'assistant', got 'bot'"
-    )
+def test_pipeline_referring_to_missing_prompt(tmp_path: Path) -> None:
+    root = write_project(tmp_path, GOOD.replace("prompt: triage", "prompt: triag@production"))
+    project = load_project(root)
+    problems = check_prompts(project, load_prompts(root))
+    assert problems == [
+        f"{root}/roadworthy.yaml: pipelines.triage.steps[0].generate.prompt: no prompt with id "
+        "'triag' in prompts/ (hint: did you mean 'triage'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        (
+            "id: triage\nvariables: {text: {type: string}}\nmessages:\n  - role: bot\n    content: hi\n",
+            "triage.yaml:4: messages[0].role: Input should be 'system', 'user' or 'assistant', got 'bot'",
+        ),
+        (
+            "id: triage\nmessages:\n  - role: user\n    content: '{{ txt }}'\n",
+            "triage.yaml:3: the template uses variable 'txt', which 'variables' does not declare",
+        ),
+        (
+            "id: triage\nvariables: {text: {type: str}}\ntext: '{{ text }}'\n",
+            "triage.yaml:2: variables.text.type: Input should be 'string', 'integer', 'number', "
+            "'boolean', 'list', 'object' or 'any', got 'str'",
+        ),
+        (
+            "id: triage\nmessages:\n  - include: house-style\n",
+            "triage.yaml:3: partial 'house-style' not found in prompts/partials/",
+        ),
+        (
+            "variables: {}\ntext: hello\n",
+            "triage.yaml:1: id: required key is missing",
+        ),
+        (
+            "id: triage\ntext: '{% if %}'\n",
+            "triage.yaml:2: template syntax error: Expected an expression, got 'end of statement "
+            "block' (template line 1)",
+        ),
+    ],
+    ids=[
+        "bad-role",
+        "undeclared-variable",
+        "unknown-type",
+        "missing-partial",
+        "missing-id",
+        "syntax",
+    ],
+)
+def test_bad_prompt_files_are_refused_with_file_and_line(
+    tmp_path: Path, prompt: str, expected: str
+) -> None:
+    root = write_project(tmp_path, GOOD, prompt=prompt)
+    folder = load_prompts(root)
+    assert [p.replace(f"{root}/prompts/", "") for p in folder.problems] == [expected]
+    assert folder.prompts == {}
+
+
+def test_duplicate_prompt_ids_refuse_the_second_file(tmp_path: Path) -> None:
+    root = write_project(tmp_path, GOOD)
+    (root / "prompts" / "zzz.yaml").write_text((root / "prompts" / "triage.yaml").read_text())
+    folder = load_prompts(root)
+    assert folder.problems == [
+        f"{root}/prompts/zzz.yaml:1: id 'triage' is already used by {root}/prompts/triage.yaml"
+    ]
+    assert set(folder.prompts) == {"triage"}

@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from roadworthy.config.model import PromptFile
-from roadworthy.prompts import PromptRenderError, render_messages, render_text
+from roadworthy.prompts import PromptDoc, PromptRenderError, render_messages, render_text
 from roadworthy.providers import Usage, builtin_price, call_cost
 from roadworthy.providers.pricing import Price, known_models
 from roadworthy.secrets import redact, register_secret
@@ -50,9 +49,10 @@ def test_redaction_hides_registered_secrets_only() -> None:
     assert redact("abc stays") == "abc stays"
 
 
-PROMPT = PromptFile.model_validate(
+PROMPT = PromptDoc.model_validate(
     {
         "id": "p",
+        "variables": {"text": {"type": "string"}},
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Ticket: {{ text }}"},
@@ -67,9 +67,7 @@ def test_input_values_render_literally() -> None:
 
 
 def test_missing_variable_is_an_error_naming_the_prompt() -> None:
-    with pytest.raises(
-        PromptRenderError, match=r"prompt 'p' message 1 \(user\).*'text' is undefined"
-    ):
+    with pytest.raises(PromptRenderError, match=r"prompt 'p': variable 'text' is required"):
         render_messages(PROMPT, {})
 
 

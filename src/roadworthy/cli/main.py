@@ -7,9 +7,13 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigError
+from ..pipeline.workspace import check_prompts
+from ..prompts import load_prompts
 from ..store import Store
 from .common import console, handle_errors, load
 from .ledger import calls_command, runs_command
+from .prompts import prompts_app
 from .run import run_command
 
 __all__ = ["app", "main"]
@@ -32,6 +36,7 @@ ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Projec
 app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("calls")(calls_command)
+app.add_typer(prompts_app, name="prompts")
 
 
 @app.command("check")
@@ -39,11 +44,15 @@ app.command("calls")(calls_command)
 def check_command(project: ProjectOpt = None) -> None:
     """Validate roadworthy.yaml, its prompt files and output schemas; exit 2 on problems."""
     loaded = load(project)
+    folder = load_prompts(loaded.root)
+    problems = check_prompts(loaded, folder)
+    if problems:
+        raise ConfigError(problems)
     cfg = loaded.config
     console.print(
         f"[green]ok[/] {loaded.config_path}: {len(cfg.providers)} providers, "
         f"{len(cfg.models)} models, {len(cfg.pipelines)} pipelines, "
-        f"{len(loaded.prompts)} prompts"
+        f"{len(folder.prompts)} prompts"
     )
 
 

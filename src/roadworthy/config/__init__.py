@@ -9,7 +9,6 @@ from .model import (
     PipelineConfig,
     PriceConfig,
     ProjectConfig,
-    PromptFile,
     ProviderConfig,
 )
 
@@ -23,7 +22,6 @@ __all__ = [
     "PriceConfig",
     "Project",
     "ProjectConfig",
-    "PromptFile",
     "ProviderConfig",
     "find_project",
     "load_project",

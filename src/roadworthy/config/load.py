@@ -24,10 +24,17 @@ import jsonschema
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .model import GenerateStep, ProjectConfig, PromptFile
+from .model import GenerateStep, ProjectConfig
 from .yamlfile import Loc, YamlDocument, read_yaml
 
-__all__ = ["CONFIG_FILE", "Project", "find_project", "load_project"]
+__all__ = [
+    "CONFIG_FILE",
+    "Project",
+    "describe_validation_error",
+    "find_project",
+    "hint_names",
+    "load_project",
+]
 
 CONFIG_FILE = "roadworthy.yaml"
 STORAGE_ENV = "ROADWORTHY_STORAGE"
@@ -36,13 +43,15 @@ PROJECT_ENV = "ROADWORTHY_PROJECT"
 
 @dataclass
 class Project:
-    """A loaded project: config plus the files it references, resolved and checked."""
+    """A loaded project: config plus the schema files it references, resolved and checked.
+
+    Prompt files are loaded by :mod:`roadworthy.prompts`, which sits above this layer.
+    """
 
     root: Path
     config_path: Path
     config: ProjectConfig
     storage_url: str
-    prompts: dict[str, PromptFile] = field(default_factory=dict)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def schema_for(self, step: GenerateStep) -> dict[str, Any] | None:
@@ -75,10 +84,9 @@ def load_project(path: Path | str) -> Project:
     try:
         config = ProjectConfig.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, doc, ProjectConfig)) from None
+        raise ConfigError(describe_validation_error(exc, doc, ProjectConfig)) from None
     problems: list[str] = []
     _check_references(config, doc, problems)
-    prompts = _load_prompts(config, root, doc, problems)
     schemas = _load_schemas(config, root, doc, problems)
     if problems:
         raise ConfigError(problems)
@@ -88,7 +96,6 @@ def load_project(path: Path | str) -> Project:
         config_path=config_path,
         config=config,
         storage_url=_resolve_sqlite(storage, root),
-        prompts=prompts,
         schemas=schemas,
     )
 
@@ -101,7 +108,7 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     return url
 
 
-def _hint_names(word: str, options: typing.Iterable[str]) -> str:
+def hint_names(word: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     if close:
         return f" (hint: did you mean {close[0]!r}?)"
@@ -115,62 +122,17 @@ def _check_references(config: ProjectConfig, doc: YamlDocument, problems: list[s
             loc: Loc = ("models", name, "provider")
             problems.append(
                 f"{doc.where(loc)}: models.{name}.provider: unknown provider "
-                f"{model.provider!r}{_hint_names(model.provider, config.providers)}"
+                f"{model.provider!r}{hint_names(model.provider, config.providers)}"
             )
     for pname, pipeline in config.pipelines.items():
         for index, step in enumerate(pipeline.steps):
             gen = step.generate
-            if gen.model not in config.models:
+            if gen.model is not None and gen.model not in config.models:
                 loc = ("pipelines", pname, "steps", index, "generate", "model")
                 problems.append(
                     f"{doc.where(loc)}: pipelines.{pname}.steps[{index}].generate.model: "
-                    f"unknown model {gen.model!r}{_hint_names(gen.model, config.models)}"
+                    f"unknown model {gen.model!r}{hint_names(gen.model, config.models)}"
                 )
-
-
-def _prompt_path(root: Path, prompt_id: str) -> Path | None:
-    for suffix in (".yaml", ".yml", ".json"):
-        candidate = root / "prompts" / f"{prompt_id}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _load_prompts(
-    config: ProjectConfig, root: Path, doc: YamlDocument, problems: list[str]
-) -> dict[str, PromptFile]:
-    prompts: dict[str, PromptFile] = {}
-    for pname, pipeline in config.pipelines.items():
-        for index, step in enumerate(pipeline.steps):
-            prompt_id = step.generate.prompt
-            if prompt_id in prompts:
-                continue
-            loc: Loc = ("pipelines", pname, "steps", index, "generate", "prompt")
-            where = f"{doc.where(loc)}: pipelines.{pname}.steps[{index}].generate.prompt"
-            path = _prompt_path(root, prompt_id)
-            if path is None:
-                problems.append(
-                    f"{where}: no prompt file prompts/{prompt_id}.yaml "
-                    f"(hint: create it, or check the id)"
-                )
-                continue
-            try:
-                pdoc = read_yaml(path)
-                prompt = PromptFile.model_validate(pdoc.data)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            except ValidationError as exc:
-                problems.extend(_describe(exc, pdoc, PromptFile))
-                continue
-            if prompt.id != prompt_id:
-                problems.append(
-                    f"{pdoc.where(('id',))}: id: {prompt.id!r} does not match the file name "
-                    f"{path.name!r} (hint: set id: {prompt_id})"
-                )
-                continue
-            prompts[prompt_id] = prompt
-    return prompts
 
 
 def _load_schemas(
@@ -208,7 +170,10 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
-def _describe(exc: ValidationError, doc: YamlDocument, root: type[BaseModel]) -> list[str]:
+def describe_validation_error(
+    exc: ValidationError, doc: YamlDocument, root: type[BaseModel]
+) -> list[str]:
+    """One ``file:line: key.path: problem (hint)`` line per pydantic error."""
     problems: list[str] = []
     for error in exc.errors(include_url=False):
         raw_loc: Loc = tuple(error["loc"])
@@ -217,7 +182,7 @@ def _describe(exc: ValidationError, doc: YamlDocument, root: type[BaseModel]) ->
         if kind == "extra_forbidden":
             key = str(loc[-1])
             allowed = _allowed_keys(root, raw_loc[:-1]) or set()
-            hint = _hint_names(key, allowed)
+            hint = hint_names(key, allowed)
             if key in ("api_key", "key", "token", "secret"):
                 hint = (
                     " (hint: secrets never go in roadworthy.yaml; put the key in an "

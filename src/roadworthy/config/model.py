@@ -21,8 +21,7 @@ __all__ = [
     "PipelineConfig",
     "PriceConfig",
     "ProjectConfig",
-    "PromptFile",
-    "PromptMessage",
+    "PromptsConfig",
     "ProviderConfig",
     "ScriptedProviderConfig",
     "ScriptedReplyConfig",
@@ -128,8 +127,8 @@ class InputSpec(Strict):
 
 
 class GenerateStep(Strict):
-    prompt: str
-    model: str
+    prompt: str = Field(description="prompt id, optionally @label or @version")
+    model: str | None = Field(None, description="model name; default: the prompt's settings.model")
     output: str | None = Field(None, description="path of a JSON Schema file for the output")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
@@ -147,28 +146,14 @@ class PipelineConfig(Strict):
     steps: list[StepConfig] = Field(min_length=1)
 
 
+class PromptsConfig(Strict):
+    label_ttl_s: float = Field(30.0, ge=0, description="how long a label lookup is cached")
+    default_label: str = "production"
+
+
 class ProjectConfig(Strict):
     storage: str = DEFAULT_STORAGE
+    prompts: PromptsConfig = PromptsConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     pipelines: dict[str, PipelineConfig] = {}
-
-
-class PromptMessage(Strict):
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class PromptSettings(Strict):
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-    stop: list[str] = []
-
-
-class PromptFile(Strict):
-    """A prompt as a file in the project's ``prompts/`` folder (first cut)."""
-
-    id: str
-    description: str | None = None
-    messages: list[PromptMessage] = Field(min_length=1)
-    settings: PromptSettings = PromptSettings()

@@ -98,7 +98,7 @@ class Pipeline:
         """
         limits = [fallback]
         for step in self.steps:
-            limit = step.model.provider.capabilities.max_concurrency
+            limit = step.max_concurrency()
             if limit is not None:
                 limits.append(limit)
         return min(limits)

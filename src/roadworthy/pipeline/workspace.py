@@ -20,14 +20,16 @@ from types import TracebackType
 from typing import Any
 
 from ..config import Project, load_project
+from ..config.load import hint_names
 from ..errors import ConfigError
+from ..prompts import PromptRegistry, PromptsFolder, parse_ref
 from ..providers.base import Provider
 from ..providers.factory import build_provider, resolve_price
 from ..store import Store
 from .generate import BoundModel, GenerateRunner
 from .runner import ItemResult, Pipeline
 
-__all__ = ["Workspace", "open_workspace"]
+__all__ = ["Workspace", "check_prompts", "open_workspace"]
 
 log = logging.getLogger("roadworthy")
 
@@ -44,6 +46,14 @@ class Workspace:
         self.store = store or Store.open(project.storage_url)
         self._providers: dict[str, Provider] = dict(providers or {})
         self.unpriced_models: list[str] = []
+        self._bound: dict[str, BoundModel] = {}
+        settings = project.config.prompts
+        self.prompts = PromptRegistry(
+            self.store,
+            project.root,
+            ttl_s=settings.label_ttl_s,
+            default_label=settings.default_label,
+        )
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -72,6 +82,9 @@ class Workspace:
             raise ConfigError(
                 f"no pipeline {name!r} in {self.project.config_path} (known: {known})"
             )
+        problems = check_prompts(self.project, self.prompts.files)
+        if problems:
+            raise ConfigError(problems)
         config = pipelines[name]
         steps = []
         for index, step in enumerate(config.steps):
@@ -80,13 +93,18 @@ class Workspace:
                 GenerateRunner(
                     step=gen,
                     step_name=gen.name or f"generate{index + 1 if index else ''}",
-                    prompt=self.project.prompts[gen.prompt],
-                    model=self.model(gen.model),
+                    registry=self.prompts,
+                    models=self._model_cached,
                     schema=self.project.schema_for(gen),
                     store=self.store,
                 )
             )
         return Pipeline(name, config, steps, self.store)
+
+    def _model_cached(self, name: str) -> BoundModel:
+        if name not in self._bound:
+            self._bound[name] = self.model(name)
+        return self._bound[name]
 
     def run_sync(self, pipeline: str, data: Any) -> ItemResult:
         """Run one item from synchronous code (scripts, notebooks without a loop)."""
@@ -119,3 +137,34 @@ class Workspace:
 
 def open_workspace(path: str | Path = ".") -> Workspace:
     return Workspace(load_project(path))
+
+
+def check_prompts(project: Project, folder: PromptsFolder) -> list[str]:
+    """Problems with the prompt files and with the pipelines' references to them."""
+    problems = list(folder.problems)
+    config = project.config
+    for pname, pipeline in config.pipelines.items():
+        for index, step in enumerate(pipeline.steps):
+            gen = step.generate
+            where = f"{project.config_path}: pipelines.{pname}.steps[{index}].generate"
+            prompt_id, _, _ = parse_ref(gen.prompt)
+            source = folder.get(prompt_id)
+            if source is None:
+                if any(p.stem == prompt_id for p in folder.refused):
+                    continue  # its own problems are listed already
+                problems.append(
+                    f"{where}.prompt: no prompt with id {prompt_id!r} in prompts/"
+                    f"{hint_names(prompt_id, folder.prompts)}"
+                )
+                continue
+            model = gen.model or source.doc.settings.model
+            if model is None:
+                problems.append(
+                    f"{where}.model: missing, and prompt {prompt_id!r} sets no settings.model"
+                )
+            elif model not in config.models:
+                problems.append(
+                    f"{source.path}: settings.model: unknown model {model!r}"
+                    f"{hint_names(model, config.models)}"
+                )
+    return problems

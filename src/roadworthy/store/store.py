@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,6 +27,9 @@ from alembic.script import ScriptDirectory
 
 from ..errors import ConfigError
 from .tables import TERMINAL_STATUSES, calls, items, runs
+
+if TYPE_CHECKING:
+    from .prompts import PromptStore
 
 __all__ = ["CallRecord", "RunSummary", "Store", "input_hash", "now"]
 
@@ -60,6 +63,7 @@ class CallRecord:
     tier: str | None = None
     prompt_id: str | None = None
     prompt_version: int | None = None
+    prompt_label: str | None = None
     experiment: str | None = None
     arm: str | None = None
     input_tokens: int | None = None
@@ -117,6 +121,13 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+
+    @property
+    def prompts(self) -> PromptStore:
+        """Prompt versions, labels and their audit trail."""
+        from .prompts import PromptStore
+
+        return PromptStore(self.engine)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:

@@ -19,9 +19,20 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
-__all__ = ["ITEM_STATUSES", "TERMINAL_STATUSES", "calls", "items", "metadata", "runs"]
+__all__ = [
+    "ITEM_STATUSES",
+    "TERMINAL_STATUSES",
+    "calls",
+    "items",
+    "label_moves",
+    "metadata",
+    "prompt_labels",
+    "prompt_versions",
+    "runs",
+]
 
 metadata = MetaData()
 
@@ -80,6 +91,7 @@ calls = Table(
     Column("tier", String(50)),
     Column("prompt_id", String(200)),
     Column("prompt_version", Integer),
+    Column("prompt_label", String(100)),
     Column("experiment", String(200)),
     Column("arm", String(100)),
     Column("input_tokens", Integer),
@@ -101,4 +113,47 @@ calls = Table(
     Index("ix_calls_trace", "trace_id"),
     Index("ix_calls_run", "run_id"),
     Index("ix_calls_created", "created_at"),
+)
+
+# Prompt versions are immutable: a row is written once and never updated.
+prompt_versions = Table(
+    "prompt_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("source_path", Text),
+    Column("rendered_tokens", Float),
+    Column("created_by", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("prompt_id", "version", name="uq_prompt_versions_id_version"),
+)
+
+# A label is a movable pointer to one version. (A weighted split between versions, for
+# gradual rollout and A/B tests, will hang off this key in a table of its own.)
+prompt_labels = Table(
+    "prompt_labels",
+    metadata,
+    Column("prompt_id", String(200), primary_key=True),
+    Column("label", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every label move, for audit and for rollback ("back to the previous target").
+label_moves = Table(
+    "prompt_label_moves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(200), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer, nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text),
+    Column("moved_at", DateTime(timezone=True), nullable=False),
+    Index("ix_label_moves_prompt_label", "prompt_id", "label"),
 )
