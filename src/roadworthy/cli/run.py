@@ -69,6 +69,8 @@ def run_command(
     with ExitStack() as stack:
         stack.callback(workspace.close)
         pipe = workspace.pipeline(pipeline)
+        for note in workspace.unsynced_prompt_notes(pipe):
+            err_console.print(f"[yellow]note[/]: {note}", highlight=False)
         out: IO[str] | None = None
         if output is not None:
             out = stack.enter_context(output.open("w", encoding="utf-8"))

@@ -101,6 +101,24 @@ class Workspace:
             )
         return Pipeline(name, config, steps, self.store)
 
+    def unsynced_prompt_notes(self, pipeline: Pipeline) -> list[str]:
+        """Say when a prompt file differs from the version its label serves.
+
+        Editing a file does not change what runs until ``prompts sync`` and ``promote``;
+        without this note that is a surprise.
+        """
+        notes = []
+        for step in pipeline.steps:
+            resolved = self.prompts.resolve(step.step.prompt)
+            source = self.prompts.files.get(resolved.doc.id)
+            if source is not None and source.doc.content_hash() != resolved.doc.content_hash():
+                notes.append(
+                    f"{source.path.relative_to(self.project.root)} differs from {resolved.ref}, "
+                    "which is what runs; use `roadworthy prompts sync` and `prompts promote` "
+                    "to ship the edit"
+                )
+        return notes
+
     def _model_cached(self, name: str) -> BoundModel:
         if name not in self._bound:
             self._bound[name] = self.model(name)
