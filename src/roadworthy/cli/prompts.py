@@ -53,10 +53,22 @@ def _doc_for(registry: PromptRegistry, ref: str) -> tuple[PromptDoc, str]:
     return resolved.doc, resolved.ref
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings as ``|`` blocks so diffs show template lines as lines."""
+
+
+def _str_block(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)
+
+
 def _as_text(doc: PromptDoc) -> str:
     content = doc.content()
     content.pop("samples", None)
-    return yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(content, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 @prompts_app.command("sync")

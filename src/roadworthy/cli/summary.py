@@ -19,7 +19,9 @@ def format_cost(value: object) -> str:
 def print_summary(
     console: Console, summary: RunSummary, *, unpriced: list[str], resumed: int = 0
 ) -> None:
-    table = Table(title=f"run {summary.run_id[:8]} · {summary.pipeline} · {summary.status}")
+    table = Table(
+        title=f"run {summary.run_id[:8]} · {summary.pipeline} · {summary.status}", min_width=56
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     for status, count in sorted(summary.items_by_status.items()):
