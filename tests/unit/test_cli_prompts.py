@@ -49,6 +49,8 @@ def test_prompt_lifecycle_from_the_command_line(tmp_path: Path) -> None:
 
     code, out = invoke(root, "show", "triage@2", "--vars", '{"text": "{{ 1 + 1 }}"}')
     assert code == 0 and "Ticket: {{ 1 + 1 }}" in out
+    code, out = invoke(root, "show", "triage", "--sample", "1")
+    assert code == 0 and "Ticket: my invoice is wrong" in out and "tokens rendered" in out
     code, out = invoke(root, "promote", "triage", "9")
     assert code == 2 and "has no version 9" in out
 

@@ -136,12 +136,22 @@ def show_command(
     variables: Annotated[
         str | None, typer.Option("--vars", help="JSON object of variables: render the prompt.")
     ] = None,
+    sample: Annotated[
+        int | None, typer.Option("--sample", min=1, help="Render with the prompt's Nth sample.")
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
-    """Show a prompt version (latest by default), or render it with --vars '{"text": "..."}'."""
+    """Show a prompt version (latest by default), or render it with --vars '{"text": "..."}'
+    or with one of the file's samples (--sample 1)."""
     registry = _registry(project)
     doc, where = _doc_for(registry, ref)
     console.print(f"[bold]{where}[/]", highlight=False)
+    if sample is not None:
+        if sample > len(doc.samples):
+            raise ConfigError(
+                f"{where} has {len(doc.samples)} samples; --sample {sample} is out of range"
+            )
+        variables = json.dumps(doc.samples[sample - 1])
     if variables is None:
         console.print(_as_text(doc), highlight=False, markup=False)
     else:
