@@ -78,6 +78,12 @@ def test_missing_variable_is_an_error_naming_the_prompt() -> None:
         "{{ cycler.__init__.__globals__.os }}",
         "{{ text.__class__ }}",
         "{{ '{0.__class__}'.format(text) }}",
+        "{{ self.__init__.__globals__ }}",
+        "{{ lipsum.__globals__['os'].popen('id').read() }}",
+        "{{ ''|attr('__class__') }}",
+        "{% for c in ''.__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+        "{{ '{x.__class__}'.format_map({'x': text}) }}",
+        "{{ request.application.__globals__ }}",
     ],
 )
 def test_sandbox_blocks_python_internals(source: str) -> None:
