@@ -87,6 +87,7 @@ def load_project(path: Path | str) -> Project:
         raise ConfigError(describe_validation_error(exc, doc, ProjectConfig)) from None
     problems: list[str] = []
     _check_references(config, doc, problems)
+    _check_failure_policies(config, doc, problems)
     schemas = _load_schemas(config, root, doc, problems)
     if problems:
         raise ConfigError(problems)
@@ -133,6 +134,19 @@ def _check_references(config: ProjectConfig, doc: YamlDocument, problems: list[s
                     f"{doc.where(loc)}: pipelines.{pname}.steps[{index}].generate.model: "
                     f"unknown model {gen.model!r}{hint_names(gen.model, config.models)}"
                 )
+
+
+def _check_failure_policies(config: ProjectConfig, doc: YamlDocument, problems: list[str]) -> None:
+    for name, pipeline in config.pipelines.items():
+        if "rules" in pipeline.on_failure and pipeline.fallback_rules is None:
+            loc: Loc = ("pipelines", name, "on_failure")
+            problems.append(
+                f"{doc.where(loc)}: pipelines.{name}.on_failure: 'rules' needs "
+                f"pipelines.{name}.fallback_rules (hint: add rules or remove 'rules')"
+            )
+        if len(set(pipeline.on_failure)) != len(pipeline.on_failure):
+            loc = ("pipelines", name, "on_failure")
+            problems.append(f"{doc.where(loc)}: pipelines.{name}.on_failure: a path is listed twice")
 
 
 def _load_schemas(

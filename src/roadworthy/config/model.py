@@ -12,9 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AnthropicProviderConfig",
+    "DeferPolicy",
+    "EscalateWhen",
+    "FailurePath",
     "FieldSpec",
     "GenerateStep",
     "InputSpec",
+    "KeywordRule",
     "LocalProviderConfig",
     "ModelConfig",
     "OpenAIProviderConfig",
@@ -23,6 +27,7 @@ __all__ = [
     "ProjectConfig",
     "PromptsConfig",
     "ProviderConfig",
+    "RulesFallback",
     "ScriptedProviderConfig",
     "ScriptedReplyConfig",
     "StepConfig",
@@ -140,10 +145,56 @@ class StepConfig(Strict):
     generate: GenerateStep
 
 
+class KeywordRule(Strict):
+    """Set output fields when any keyword appears in the input's text fields."""
+
+    when_any: list[str] = Field(min_length=1)
+    set: dict[str, Any]
+
+
+class RulesFallback(Strict):
+    """The rule-based answer used when the model cannot give one (a degraded result)."""
+
+    rules: list[KeywordRule] = []
+    defaults: dict[str, Any] = {}
+    function: str | None = Field(
+        None, description="'module:function' taking the input dict, returning the output or None"
+    )
+
+
+class DeferPolicy(Strict):
+    max_attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(60.0, gt=0)
+    backoff_factor: float = Field(2.0, ge=1)
+
+
+class EscalateWhen(Strict):
+    """Escalate to a human even when the model answered, if any of these hold."""
+
+    output_in: dict[str, list[Any]] = Field(
+        {}, description="output field values that need a human (e.g. category: [refund])"
+    )
+    output_above: dict[str, float] = Field(
+        {}, description="numeric output fields over a threshold (e.g. amount: 500)"
+    )
+    confidence_field: str = "confidence"
+    confidence_below: float | None = Field(None, ge=0, le=1)
+    audit_rate: float = Field(0.0, ge=0, le=1, description="share of answers sampled for audit")
+
+
+FailurePath = Literal["partial", "rules", "defer", "escalate"]
+
+
 class PipelineConfig(Strict):
     description: str | None = None
     input: InputSpec = InputSpec()
     steps: list[StepConfig] = Field(min_length=1)
+    on_failure: list[FailurePath] = Field(
+        [], description="what to do, in order, when the model steps give no valid result"
+    )
+    fallback_rules: RulesFallback | None = None
+    defer: DeferPolicy = DeferPolicy()
+    escalate: EscalateWhen = EscalateWhen()
 
 
 class PromptsConfig(Strict):
