@@ -12,8 +12,11 @@ from ..pipeline.workspace import check_prompts
 from ..prompts import load_prompts
 from ..store import Store
 from .common import console, handle_errors, load
+from .chunk import chunk_command
+from .ingest import ingest_app
 from .ledger import calls_command, runs_command
 from .prompts import prompts_app
+from .review import retry_deferred_command, review_app
 from .run import run_command
 
 __all__ = ["app", "main"]
@@ -37,6 +40,10 @@ app.command("run")(run_command)
 app.command("runs")(runs_command)
 app.command("calls")(calls_command)
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(review_app, name="review")
+app.command("retry-deferred")(retry_deferred_command)
+app.add_typer(ingest_app, name="ingest")
+app.command("chunk")(chunk_command)
 
 
 @app.command("check")

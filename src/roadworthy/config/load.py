@@ -87,6 +87,7 @@ def load_project(path: Path | str) -> Project:
         raise ConfigError(describe_validation_error(exc, doc, ProjectConfig)) from None
     problems: list[str] = []
     _check_references(config, doc, problems)
+    _check_routes(config, doc, problems)
     _check_failure_policies(config, doc, problems)
     schemas = _load_schemas(config, root, doc, problems)
     if problems:
@@ -146,7 +147,104 @@ def _check_failure_policies(config: ProjectConfig, doc: YamlDocument, problems: 
             )
         if len(set(pipeline.on_failure)) != len(pipeline.on_failure):
             loc = ("pipelines", name, "on_failure")
-            problems.append(f"{doc.where(loc)}: pipelines.{name}.on_failure: a path is listed twice")
+            problems.append(
+                f"{doc.where(loc)}: pipelines.{name}.on_failure: a path is listed twice"
+            )
+
+
+def _check_routes(config: ProjectConfig, doc: YamlDocument, problems: list[str]) -> None:
+    """Routes, budgets and steps' route references; every message names the route."""
+
+    def add(loc: Loc, message: str) -> None:
+        problems.append(f"{doc.where(loc)}: {_dotted(loc)}: {message}")
+
+    tiers: dict[str, list[str]] = {}
+    for mname, model in config.models.items():
+        tiers.setdefault(model.tier, []).append(mname)
+    for rname, route in config.routes.items():
+        base: Loc = ("routes", rname)
+        for index, tier in enumerate(route.tiers):
+            if tier not in tiers:
+                add(
+                    (*base, "tiers", index),
+                    f"route {rname!r}: no model has tier {tier!r}{hint_names(tier, tiers)}",
+                )
+        for index, rule in enumerate(route.rules):
+            loc: Loc = (*base, "rules", index, "tier")
+            if rule.tier not in route.tiers:
+                add(loc, f"route {rname!r}: rule tier {rule.tier!r} is not in the route's tiers")
+            elif rule.min_tokens is not None:
+                windows = [config.models[m].context_window for m in tiers.get(rule.tier, [])]
+                if windows and all(w is not None and w < rule.min_tokens for w in windows):
+                    add(
+                        loc,
+                        f"route {rname!r}: no model of tier {rule.tier!r} fits inputs of "
+                        f"{rule.min_tokens}+ tokens (largest window {max(w or 0 for w in windows)})",
+                    )
+        seen: list[str] = []
+        for index, hop in enumerate(route.hop_names()):
+            loc = (*base, "fallbacks", index)
+            if hop not in config.models:
+                add(loc, f"route {rname!r}: unknown model {hop!r}{hint_names(hop, config.models)}")
+            elif hop in seen:
+                add(
+                    loc,
+                    f"route {rname!r}: the fallback chain loops: "
+                    f"{' -> '.join([*seen, hop])} (hint: name each model once)",
+                )
+            seen.append(hop)
+        if not route.tiers and not route.fallbacks:
+            add(base, f"route {rname!r}: needs tiers or fallbacks (hint: fallbacks: [MODEL])")
+        chain = [m for t in route.tiers for m in tiers.get(t, [])] + [
+            h for h in seen if h in config.models
+        ]
+        windows = [config.models[m].context_window for m in chain]
+        largest = [r.min_tokens for r in route.rules if r.min_tokens is not None]
+        if chain and largest and all(w is not None and w < max(largest) for w in windows):
+            add(
+                base,
+                f"route {rname!r}: no model in the route fits its largest input "
+                f"({max(largest)} tokens)",
+            )
+        if route.budget is not None and route.budget not in config.budgets:
+            add(
+                (*base, "budget"),
+                f"route {rname!r}: unknown budget {route.budget!r}"
+                f"{hint_names(route.budget, config.budgets)}",
+            )
+        for key in route.limits:
+            kind, _, name = key.partition(":")
+            known = config.providers if name and kind == "provider" else config.models
+            target = name if name and kind == "provider" else key
+            if target not in known:
+                add(
+                    (*base, "limits", key),
+                    f"route {rname!r}: unknown {'provider' if known is config.providers else 'model'}"
+                    f" {target!r}{hint_names(target, known)}",
+                )
+    for bname, budget in config.budgets.items():
+        kind, _, name = budget.scope.partition(":")
+        ok = (
+            (budget.scope in ("route", "global"))
+            or (kind == "pipeline" and name in config.pipelines)
+            or (kind == "model" and name in config.models)
+        )
+        if not ok:
+            add(
+                ("budgets", bname, "scope"),
+                f"budget {bname!r}: scope must be route, global, pipeline:NAME or model:NAME "
+                f"with a known name, got {budget.scope!r}",
+            )
+    for pname, pipeline in config.pipelines.items():
+        for index, step in enumerate(pipeline.steps):
+            gen = getattr(step, "generate", None)
+            if gen is None or getattr(gen, "route", None) is None:
+                continue
+            loc = ("pipelines", pname, "steps", index, "generate", "route")
+            if gen.route not in config.routes:
+                add(loc, f"unknown route {gen.route!r}{hint_names(gen.route, config.routes)}")
+            if gen.model is not None:
+                add(loc, "set either model or route, not both")
 
 
 def _load_schemas(

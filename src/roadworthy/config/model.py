@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .ingest import IngestConfig
+from .routes import BudgetConfig, RouteConfig
+
 __all__ = [
     "AnthropicProviderConfig",
     "DeferPolicy",
@@ -134,6 +137,7 @@ class InputSpec(Strict):
 class GenerateStep(Strict):
     prompt: str = Field(description="prompt id, optionally @label or @version")
     model: str | None = Field(None, description="model name; default: the prompt's settings.model")
+    route: str | None = Field(None, description="route name (tiers, fallbacks, budget)")
     output: str | None = Field(None, description="path of a JSON Schema file for the output")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
@@ -188,6 +192,9 @@ FailurePath = Literal["partial", "rules", "defer", "escalate"]
 class PipelineConfig(Strict):
     description: str | None = None
     input: InputSpec = InputSpec()
+    ingest: IngestConfig | None = Field(
+        None, description="validate, normalise, screen and route inputs before the steps"
+    )
     steps: list[StepConfig] = Field(min_length=1)
     on_failure: list[FailurePath] = Field(
         [], description="what to do, in order, when the model steps give no valid result"
@@ -208,3 +215,5 @@ class ProjectConfig(Strict):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     pipelines: dict[str, PipelineConfig] = {}
+    routes: dict[str, RouteConfig] = {}
+    budgets: dict[str, BudgetConfig] = {}

@@ -134,10 +134,13 @@ async def run_file(
                 finish(
                     index,
                     ItemResult(
-                        status="done",
+                        status=done["status"],
                         item_id=done["id"],
                         trace_id=done["trace_id"],
                         output=done["output"],
+                        reason=done["reason"],
+                        error_code=done["error_code"],
+                        next_attempt_at=done["next_attempt_at"],
                         line_no=line_no,
                         resumed=True,
                     ),

@@ -11,13 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..config.model import PipelineConfig
 from ..errors import InputRejected, OutputInvalid, RoadworthyError
+from ..ingest import Ingestor
+from ..review import ReviewQueue
 from ..secrets import redact
 from ..store import Store, input_hash
+from ..store.store import now
+from .degrade import defer_outcome, escalation_reason, partial_outcome, rules_outcome
 from .generate import GenerateContext, GenerateRunner
 from .validate import validate_input
 
@@ -39,7 +45,9 @@ class ItemResult:
     latency_ms: float | None = None
     resumed: bool = False
     key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    review_id: str | None = None
+    next_attempt_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status}
@@ -47,8 +55,23 @@ class ItemResult:
             out["line"] = self.line_no
         if self.item_id is not None:
             out["item_id"] = self.item_id
-        if self.status == "done":
+        if self.status in ("done", "degraded"):
             out["output"] = self.output
+        if self.status == "done":
+            pass
+        elif self.status == "degraded":
+            out["degraded"] = {"path": self.error_code, "reason": self.reason}
+            if self.missing:
+                out["degraded"]["missing"] = self.missing
+        elif self.status == "escalated":
+            out["review"] = {"id": self.review_id, "code": self.error_code, "reason": self.reason}
+        elif self.status == "deferred":
+            out["deferred"] = {
+                "reason": self.reason,
+                "next_attempt_at": self.next_attempt_at.isoformat()
+                if self.next_attempt_at
+                else None,
+            }
         else:
             out["error"] = {
                 "code": self.error_code,
@@ -83,12 +106,23 @@ class Pipeline:
     """A configured pipeline with its steps bound to live providers and a store."""
 
     def __init__(
-        self, name: str, config: PipelineConfig, steps: list[GenerateRunner], store: Store
+        self,
+        name: str,
+        config: PipelineConfig,
+        steps: list[GenerateRunner],
+        store: Store,
+        *,
+        review: ReviewQueue | None = None,
+        ingestor: Ingestor | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.name = name
         self.config = config
         self.steps = steps
         self.store = store
+        self.review = review or ReviewQueue(store)
+        self.ingestor = ingestor
+        self.clock = clock
 
     def default_concurrency(self, fallback: int = 4) -> int:
         """How many items to run at once when the user did not say.
@@ -115,6 +149,7 @@ class Pipeline:
         run_id: str | None = None,
         line_no: int | None = None,
         key: str | None = None,
+        ingest: dict[str, Any] | None = None,
     ) -> ItemResult:
         """Store an input that cannot be processed, with its reason and payload hash."""
         payload_hash = input_hash(raw)
@@ -130,6 +165,7 @@ class Pipeline:
             reason=exc.message,
             error_code=exc.code,
             error_field=exc.field,
+            ingest=ingest,
         )
         return ItemResult(
             status="rejected",
@@ -145,13 +181,43 @@ class Pipeline:
     async def run(
         self, data: Any, *, run_id: str | None = None, line_no: int | None = None
     ) -> ItemResult:
-        """Validate and process one input; never raises for anything but cancellation."""
+        """Ingest, validate and process one input; never raises for anything but cancellation."""
         key = self.key_for(data)
+        ingest_report: dict[str, Any] | None = None
+        route: str | None = None
+        flagged: str | None = None
+        if self.ingestor is not None:
+            ingested = self.ingestor.ingest(
+                data if isinstance(data, dict | str | bytes) else _canonical(data)
+            )
+            ingest_report = ingested.to_dict()
+            if not ingested.accepted:
+                assert ingested.rejection is not None
+                rejection = ingested.rejection
+                return self.reject(
+                    InputRejected(rejection.code, rejection.message, rejection.field),
+                    raw=_canonical(data),
+                    data=data,
+                    run_id=run_id,
+                    line_no=line_no,
+                    key=key,
+                    ingest=ingest_report,
+                )
+            data = ingested.fields if ingested.fields is not None else {"text": ingested.text}
+            route = ingested.route.route if ingested.route is not None else None
+            if ingested.action == "review":
+                flagged = _flag_summary(ingest_report)
         try:
             validated = validate_input(data, self.config.input)
         except InputRejected as exc:
             return self.reject(
-                exc, raw=_canonical(data), data=data, run_id=run_id, line_no=line_no, key=key
+                exc,
+                raw=_canonical(data),
+                data=data,
+                run_id=run_id,
+                line_no=line_no,
+                key=key,
+                ingest=ingest_report,
             )
         item_id, trace_id = self.store.add_item(
             pipeline=self.name,
@@ -161,11 +227,27 @@ class Pipeline:
             run_id=run_id,
             line_no=line_no,
             status="running",
+            ingest=ingest_report,
+            route=route,
         )
-        started = time.perf_counter()
-        ctx = GenerateContext(trace_id=trace_id, item_id=item_id, run_id=run_id, pipeline=self.name)
         result = ItemResult(
             status="running", item_id=item_id, trace_id=trace_id, line_no=line_no, key=key
+        )
+        if flagged is not None:
+            # Flagged inputs (injection, hidden text, PII under a review policy) go to a
+            # person before any model sees them.
+            self._escalate(result, validated, None, "input_flag", f"input flagged: {flagged}")
+            self._save(result, attempts=1)
+            return result
+        return await self._process(result, validated, run_id=run_id, attempts=1)
+
+    async def _process(
+        self, result: ItemResult, validated: dict[str, Any], *, run_id: str | None, attempts: int
+    ) -> ItemResult:
+        assert result.item_id is not None and result.trace_id is not None
+        started = time.perf_counter()
+        ctx = GenerateContext(
+            trace_id=result.trace_id, item_id=result.item_id, run_id=run_id, pipeline=self.name
         )
         try:
             output: Any = None
@@ -174,22 +256,117 @@ class Pipeline:
                 output = await step.run(variables, ctx)
                 variables[step.step_name] = output
                 variables["previous"] = output
-            result.status, result.output = "done", output
         except RoadworthyError as exc:
-            result.status = "failed"
-            result.reason = redact(str(exc))
-            result.error_code = _error_code(exc)
+            self._on_failure(result, exc, validated, attempts)
         except Exception as exc:  # a bug must not lose the item
             result.status = "failed"
             result.reason = redact(f"internal error: {type(exc).__name__}: {exc}")
             result.error_code = "internal_error"
+        else:
+            escalate = escalation_reason(output, self.config.escalate, result.key or "")
+            if escalate is not None:
+                self._escalate(result, validated, output, *escalate)
+            else:
+                result.status, result.output = "done", output
+                result.reason = result.error_code = None
         result.latency_ms = (time.perf_counter() - started) * 1000
+        self._save(result, attempts=attempts)
+        return result
+
+    def _save(self, result: ItemResult, *, attempts: int) -> None:
+        assert result.item_id is not None
         self.store.set_item(
-            item_id,
+            result.item_id,
             result.status,
             reason=result.reason,
             error_code=result.error_code,
             output=result.output,
             latency_ms=result.latency_ms,
+            attempts=attempts,
+            next_attempt_at=result.next_attempt_at,
         )
-        return result
+
+    def _schema(self) -> dict[str, Any] | None:
+        last = self.steps[-1] if self.steps else None
+        schema = getattr(last, "schema", None)
+        return schema if isinstance(schema, dict) else None
+
+    def _on_failure(
+        self, result: ItemResult, exc: RoadworthyError, data: dict[str, Any], attempts: int
+    ) -> None:
+        """Try the pipeline's failure paths in order; the first that applies decides."""
+        for path in self.config.on_failure:
+            if path == "partial":
+                outcome = partial_outcome(exc, self._schema())
+            elif path == "rules":
+                outcome = rules_outcome(exc, data, self.config.fallback_rules)
+            elif path == "defer":
+                outcome = defer_outcome(exc, attempts, self.config.defer, self.clock())
+            else:
+                self._escalate(
+                    result,
+                    data,
+                    None,
+                    _error_code(exc),
+                    f"model steps failed ({exc.error_class}): {redact(str(exc))[:300]}",
+                )
+                return
+            if outcome is not None:
+                result.status = outcome.status
+                result.reason = redact(outcome.reason)
+                result.error_code = outcome.code
+                result.output = outcome.output
+                result.missing = outcome.missing
+                result.next_attempt_at = outcome.next_attempt_at
+                return
+        result.status = "failed"
+        result.reason = redact(str(exc))
+        result.error_code = _error_code(exc)
+        result.output = None
+
+    def _escalate(
+        self, result: ItemResult, data: dict[str, Any], output: Any, code: str, reason: str
+    ) -> None:
+        if self.review is None:
+            raise RuntimeError("escalation needs a review queue")
+        result.review_id = self.review.enqueue(
+            pipeline=self.name,
+            item_id=result.item_id,
+            trace_id=result.trace_id,
+            reason=reason,
+            reason_code=code,
+            input=data,
+            output=output,
+            context={"line": result.line_no, "key": result.key},
+        )
+        result.status, result.reason, result.error_code = "escalated", reason, code
+        result.output = output
+
+    async def retry_deferred(self, *, limit: int = 100) -> list[ItemResult]:
+        """Run deferred items whose time has come; each ends done or takes its next path."""
+        results = []
+        for row in self.store.due_deferred(self.name, self.clock(), limit):
+            if not self.store.claim_deferred(row["id"]):
+                continue  # another worker took it
+            result = ItemResult(
+                status="running",
+                item_id=row["id"],
+                trace_id=row["trace_id"],
+                line_no=row["line_no"],
+                key=row["item_key"],
+            )
+            results.append(
+                await self._process(
+                    result, row["input"], run_id=row["run_id"], attempts=int(row["attempts"]) + 1
+                )
+            )
+        return results
+
+
+def _flag_summary(report: dict[str, Any]) -> str:
+    screen = report.get("screen") or {}
+    flags = screen.get("flags") if isinstance(screen, dict) else None
+    if isinstance(flags, list) and flags:
+        kinds = sorted({str(f.get("kind", f)) if isinstance(f, dict) else str(f) for f in flags})
+        return ", ".join(kinds)
+    return "screen asked for review"

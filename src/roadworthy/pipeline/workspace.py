@@ -22,10 +22,14 @@ from typing import Any
 from ..config import Project, load_project
 from ..config.load import hint_names
 from ..errors import ConfigError
+from ..ingest import Ingestor
+from ..models import StackBuilder
+from ..models.router import DrillOutcome, Router
 from ..prompts import PromptRegistry, PromptsFolder, parse_ref
 from ..providers.base import Provider
 from ..providers.factory import build_provider, resolve_price
 from ..store import Store
+from ..store.budgets import BudgetLedger, DrillLog
 from .generate import BoundModel, GenerateRunner
 from .runner import ItemResult, Pipeline
 
@@ -47,6 +51,7 @@ class Workspace:
         self._providers: dict[str, Provider] = dict(providers or {})
         self.unpriced_models: list[str] = []
         self._bound: dict[str, BoundModel] = {}
+        self._stack: StackBuilder | None = None
         settings = project.config.prompts
         self.prompts = PromptRegistry(
             self.store,
@@ -75,6 +80,40 @@ class Workspace:
             )
         return BoundModel(name=name, config=cfg, provider=self.provider(cfg.provider), price=price)
 
+    @property
+    def stack(self) -> StackBuilder:
+        """The model stacks of this workspace's routes (breakers, limiters shared)."""
+        if self._stack is None:
+            drills = DrillLog(self.store.engine)
+
+            def record_drill(outcome: DrillOutcome, source: str) -> None:
+                drills.record(
+                    route=outcome.route,
+                    hop=outcome.hop,
+                    model_name=outcome.model_name,
+                    ok=outcome.ok,
+                    error_class=outcome.error_class,
+                    detail=outcome.detail,
+                    inputs=1,
+                    source=source,
+                )
+
+            self._stack = StackBuilder(
+                self.project.config,
+                provider=self.provider,
+                price=lambda name: self._model_cached(name).price,
+                recorder=self.store.record_call,
+                ledger=BudgetLedger(self.store.engine),
+                drill_recorder=record_drill,
+            )
+        return self._stack
+
+    def route(self, route: str | None, model: str = "") -> Router:
+        """The stack for a route, or the one-model stack of a step that names a model."""
+        if route is not None:
+            return self.stack.route(route)
+        return self.stack.model_route(model)
+
     def pipeline(self, name: str) -> Pipeline:
         pipelines = self.project.config.pipelines
         if name not in pipelines:
@@ -97,9 +136,11 @@ class Workspace:
                     models=self._model_cached,
                     schema=self.project.schema_for(gen),
                     store=self.store,
+                    routes=self.route,
                 )
             )
-        return Pipeline(name, config, steps, self.store)
+        ingestor = Ingestor(config.ingest) if config.ingest is not None else None
+        return Pipeline(name, config, steps, self.store, ingestor=ingestor)
 
     def unsynced_prompt_notes(self, pipeline: Pipeline) -> list[str]:
         """Say when a prompt file differs from the version its label serves.
@@ -175,6 +216,8 @@ def check_prompts(project: Project, folder: PromptsFolder) -> list[str]:
                     f"{hint_names(prompt_id, folder.prompts)}"
                 )
                 continue
+            if gen.route is not None:
+                continue  # routes are checked when the config loads
             model = gen.model or source.doc.settings.model
             if model is None:
                 problems.append(

@@ -184,10 +184,23 @@ class HttpProvider:
         self._api_key = api_key or (read_secret(api_key_env) if api_key_env else None)
         self._total_timeout_s = total_timeout_s
         self._context_window = context_window
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            transport=transport,
-        )
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The client for the running event loop.
+
+        An httpx client is bound to the loop it first ran on; a provider reused from a
+        second ``asyncio.run`` (scripts, ``Workspace.run_sync``, workers) gets a new one
+        instead of failing with "Event loop is closed".
+        """
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+            self._client_loop = loop
+        return self._client
 
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
@@ -201,7 +214,7 @@ class HttpProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
         data, _ = await post_json(
-            self._client,
+            self._http(),
             self._base_url + self.endpoint,
             self._payload(request),
             headers={"content-type": "application/json", **self._headers()},
@@ -212,4 +225,6 @@ class HttpProvider:
         return self._parse(data, request)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None

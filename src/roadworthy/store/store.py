@@ -28,6 +28,8 @@ from alembic.script import ScriptDirectory
 from ..errors import ConfigError
 from .tables import TERMINAL_STATUSES, calls, items, runs
 
+RESUMABLE_SKIP = ("done", "degraded", "escalated", "deferred")
+
 if TYPE_CHECKING:
     from .prompts import PromptStore
 
@@ -79,6 +81,8 @@ class CallRecord:
     finish_reason: str | None = None
     request_id: str | None = None
     created_at: datetime = field(default_factory=now)
+    route: str | None = None
+    hop_reason: str | None = None
 
 
 @dataclass
@@ -232,6 +236,8 @@ class Store:
         reason: str | None = None,
         error_code: str | None = None,
         error_field: str | None = None,
+        ingest: Any = None,
+        route: str | None = None,
     ) -> tuple[str, str]:
         """Insert an item and return ``(item_id, trace_id)``."""
         item_id = str(uuid.uuid4())
@@ -252,6 +258,8 @@ class Store:
                     input=input,
                     input_hash=payload_hash,
                     trace_id=trace_id,
+                    ingest=ingest,
+                    route=route,
                     created_at=stamp,
                     updated_at=stamp,
                 )
@@ -267,22 +275,49 @@ class Store:
         error_code: str | None = None,
         output: Any = None,
         latency_ms: float | None = None,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
     ) -> None:
-        if status in TERMINAL_STATUSES - {"done"} and not reason:
+        if status in TERMINAL_STATUSES - {"done"} | {"deferred"} and not reason:
             raise ValueError(f"an item that ends {status!r} needs a reason")
+        values: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "error_code": error_code,
+            "output": output,
+            "latency_ms": latency_ms,
+            "next_attempt_at": next_attempt_at,
+            "updated_at": now(),
+        }
+        if attempts is not None:
+            values["attempts"] = attempts
         with self.engine.begin() as conn:
-            conn.execute(
-                items.update()
-                .where(items.c.id == item_id)
-                .values(
-                    status=status,
-                    reason=reason,
-                    error_code=error_code,
-                    output=output,
-                    latency_ms=latency_ms,
-                    updated_at=now(),
+            conn.execute(items.update().where(items.c.id == item_id).values(**values))
+
+    def due_deferred(self, pipeline: str, at: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Deferred items whose next attempt time has come, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                items.select()
+                .where(
+                    items.c.pipeline == pipeline,
+                    items.c.status == "deferred",
+                    items.c.next_attempt_at <= at,
                 )
+                .order_by(items.c.next_attempt_at)
+                .limit(limit)
             )
+            return [dict(r._mapping) for r in rows]
+
+    def claim_deferred(self, item_id: str) -> bool:
+        """Move a deferred item to running unless another worker got there first."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                items.update()
+                .where(items.c.id == item_id, items.c.status == "deferred")
+                .values(status="running", updated_at=now())
+            )
+            return bool(result.rowcount)
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -290,14 +325,19 @@ class Store:
             return dict(row._mapping) if row else None
 
     def finished_item(self, pipeline: str, item_key: str) -> dict[str, Any] | None:
-        """The latest item with this key that reached ``done``, for ``--resume``."""
+        """The latest item with this key that needs no rerun, for ``--resume``.
+
+        ``done`` and ``degraded`` items have their answer, ``escalated`` ones wait for a
+        person and ``deferred`` ones for ``retry-deferred``; running them again would
+        duplicate work (and review tickets). Failed and rejected items are run again.
+        """
         with self.engine.connect() as conn:
             row = conn.execute(
                 items.select()
                 .where(
                     items.c.pipeline == pipeline,
                     items.c.item_key == item_key[:200],
-                    items.c.status == "done",
+                    items.c.status.in_(RESUMABLE_SKIP),
                 )
                 .order_by(items.c.updated_at.desc())
                 .limit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Float,
@@ -25,12 +26,16 @@ from sqlalchemy import (
 __all__ = [
     "ITEM_STATUSES",
     "TERMINAL_STATUSES",
+    "budget_alerts",
+    "budget_counters",
     "calls",
+    "drill_results",
     "items",
     "label_moves",
     "metadata",
     "prompt_labels",
     "prompt_versions",
+    "review_items",
     "runs",
 ]
 
@@ -38,7 +43,16 @@ metadata = MetaData()
 
 # An item is "pending" while queued and "running" while a worker has it; every other
 # status is terminal and carries a reason when it is not "done".
-ITEM_STATUSES = ("pending", "running", "done", "degraded", "escalated", "rejected", "failed")
+ITEM_STATUSES = (
+    "pending",
+    "running",
+    "deferred",
+    "done",
+    "degraded",
+    "escalated",
+    "rejected",
+    "failed",
+)
 TERMINAL_STATUSES = frozenset({"done", "degraded", "escalated", "rejected", "failed"})
 
 runs = Table(
@@ -72,6 +86,11 @@ items = Table(
     Column("latency_ms", Float),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("reviewed_by", String(200)),
+    Column("ingest", JSON),
+    Column("route", String(200)),
     Index("ix_items_pipeline_key", "pipeline", "item_key"),
     Index("ix_items_run_status", "run_id", "status"),
 )
@@ -110,6 +129,8 @@ calls = Table(
     Column("finish_reason", String(32)),
     Column("request_id", String(200)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("route", String(200)),
+    Column("hop_reason", String(100)),
     Index("ix_calls_trace", "trace_id"),
     Index("ix_calls_run", "run_id"),
     Index("ix_calls_created", "created_at"),
@@ -156,4 +177,75 @@ label_moves = Table(
     Column("reason", Text),
     Column("moved_at", DateTime(timezone=True), nullable=False),
     Index("ix_label_moves_prompt_label", "prompt_id", "label"),
+)
+
+# Budget spend per budget and period, in nano-USD so arithmetic is exact on every backend.
+# A call reserves its estimated cost here (a conditional UPDATE, atomic across processes)
+# and moves it from reserved to spent, at its real cost, when it settles.
+budget_counters = Table(
+    "budget_counters",
+    metadata,
+    Column("budget", String(200), primary_key=True),
+    Column("period", String(10), primary_key=True),
+    Column("spent_nusd", BigInteger, nullable=False),
+    Column("reserved_nusd", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A soft threshold crossed, once per budget, period and threshold.
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("budget", String(200), nullable=False),
+    Column("period", String(10), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("used_nusd", BigInteger, nullable=False),
+    Column("limit_nusd", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("budget", "period", "threshold", name="uq_budget_alerts_once"),
+)
+
+# One row per fallback-drill hop run; the latest per (route, hop) is its status.
+drill_results = Table(
+    "drill_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("route", String(200), nullable=False),
+    Column("hop", Integer, nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_class", String(64)),
+    Column("detail", Text),
+    Column("inputs", Integer, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("ran_at", DateTime(timezone=True), nullable=False),
+    Index("ix_drill_results_route_hop", "route", "hop", "ran_at"),
+)
+
+# The human review queue. A row is claimed with a lease; an expired lease makes it
+# pending again, so a reviewer who walks away never strands an item.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("item_id", String(36)),
+    Column("pipeline", String(200), nullable=False),
+    Column("trace_id", String(32)),
+    Column("reason", Text, nullable=False),
+    Column("reason_code", String(64), nullable=False),
+    Column("input", JSON),
+    Column("output", JSON),
+    Column("context", JSON),
+    Column("status", String(16), nullable=False),
+    Column("claimed_by", String(200)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("decision", String(16)),
+    Column("final_output", JSON),
+    Column("reviewer", String(200)),
+    Column("note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_review_items_status", "status", "created_at"),
+    Index("ix_review_items_item", "item_id"),
 )

@@ -1,0 +1,88 @@
+"""What the layers of one call tell each other without widening the provider contract.
+
+The provider contract is ``complete(request) -> Completion``; wrappers must compose without
+knowing what they wrap. Facts that cross layers (which attempt this is, how deep in the
+fallback chain, why we hopped, the request's deadline, who the call is for) travel in
+context variables instead of arguments. They are set with a token and reset on the way
+out, so concurrent calls in different tasks never see each other's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..providers.base import Completion, CompletionRequest
+
+__all__ = [
+    "CallContext",
+    "attempt",
+    "bind",
+    "call_context",
+    "deadline",
+    "fallback_depth",
+    "forced_error",
+    "forced_failures",
+    "hop_reason",
+    "in_retry",
+    "output_check",
+    "request_for_model",
+    "route_name",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who a call is for: the ledger columns the stack cannot know by itself.
+
+    ``input_class``, ``complexity`` and ``prompt_tier`` feed the router's tier rules.
+    """
+
+    trace_id: str
+    item_id: str | None = None
+    run_id: str | None = None
+    pipeline: str | None = None
+    step: str | None = None
+    prompt_id: str | None = None
+    prompt_version: int | None = None
+    prompt_label: str | None = None
+    input_class: str | None = None
+    complexity: float | None = None
+    prompt_tier: str | None = None
+
+
+call_context: ContextVar[CallContext | None] = ContextVar("rw_call_context", default=None)
+attempt: ContextVar[int] = ContextVar("rw_attempt", default=1)
+fallback_depth: ContextVar[int] = ContextVar("rw_fallback_depth", default=0)
+hop_reason: ContextVar[str | None] = ContextVar("rw_hop_reason", default=None)
+route_name: ContextVar[str | None] = ContextVar("rw_route", default=None)
+in_retry: ContextVar[bool] = ContextVar("rw_in_retry", default=False)
+# Absolute time on the stack's clock by which the whole request must be answered.
+deadline: ContextVar[float | None] = ContextVar("rw_deadline", default=None)
+# Model names that must fail without being called (fallback drills).
+forced_failures: ContextVar[frozenset[str]] = ContextVar("rw_forced_failures", default=frozenset())
+# The error class a forced hop raises; a drill picks one that triggers the next hop.
+forced_error: ContextVar[str] = ContextVar("rw_forced_error", default="ProviderUnavailable")
+# Re-render the request for a model (the prompt's model-specific variant), or None.
+request_for_model: ContextVar[Callable[[str], CompletionRequest | None] | None] = ContextVar(
+    "rw_request_for_model", default=None
+)
+# Check a completion (schema, criteria, confidence); raise OutputInvalid to escalate.
+output_check: ContextVar[Callable[[Completion], Any] | None] = ContextVar(
+    "rw_output_check", default=None
+)
+
+
+@contextmanager
+def bind(var: ContextVar[T], value: T) -> Iterator[None]:
+    """Set ``var`` for the duration of a ``with`` block."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
