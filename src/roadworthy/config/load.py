@@ -129,7 +129,7 @@ def _check_references(config: ProjectConfig, doc: YamlDocument, problems: list[s
     for pname, pipeline in config.pipelines.items():
         for index, step in enumerate(pipeline.steps):
             gen = step.generate
-            if gen.model is not None and gen.model not in config.models:
+            if gen is not None and gen.model is not None and gen.model not in config.models:
                 loc = ("pipelines", pname, "steps", index, "generate", "model")
                 problems.append(
                     f"{doc.where(loc)}: pipelines.{pname}.steps[{index}].generate.model: "
@@ -253,7 +253,7 @@ def _load_schemas(
     schemas: dict[str, dict[str, Any]] = {}
     for pname, pipeline in config.pipelines.items():
         for index, step in enumerate(pipeline.steps):
-            rel = step.generate.output
+            rel = step.generate.output if step.generate is not None else None
             if rel is None or rel in schemas:
                 continue
             loc: Loc = ("pipelines", pname, "steps", index, "generate", "output")

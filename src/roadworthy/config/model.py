@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .ingest import IngestConfig
 from .routes import BudgetConfig, RouteConfig
 
 __all__ = [
     "AnthropicProviderConfig",
+    "ChunkStep",
     "DeferPolicy",
     "EscalateWhen",
     "FailurePath",
@@ -143,10 +144,37 @@ class GenerateStep(Strict):
     max_tokens: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     name: str | None = None
+    for_each: str | None = Field(
+        None,
+        description="run once per element of this list variable (e.g. chunks); the element "
+        "is the template variable `chunk`, its position `chunk_index`",
+    )
+
+
+class ChunkStep(Strict):
+    """Split a text field into token-bounded chunks (a list for a later for_each step)."""
+
+    field: str = "text"
+    max_tokens: int = Field(ge=8)
+    overlap: int = Field(0, ge=0)
+    kind: Literal["auto", "text", "markdown", "conversation"] = "auto"
+    counter: str = Field(
+        "auto", description="auto, local, minilm, estimate, or a tokenizer.json path"
+    )
+    name: str = "chunks"
 
 
 class StepConfig(Strict):
-    generate: GenerateStep
+    """One step: exactly one of ``generate`` or ``chunk``."""
+
+    generate: GenerateStep | None = None
+    chunk: ChunkStep | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StepConfig:
+        if (self.generate is None) == (self.chunk is None):
+            raise ValueError("a step is exactly one of 'generate' or 'chunk'")
+        return self
 
 
 class KeywordRule(Strict):

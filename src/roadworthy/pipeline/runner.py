@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..config.model import PipelineConfig
 from ..errors import InputRejected, OutputInvalid, RoadworthyError
@@ -24,7 +24,7 @@ from ..secrets import redact
 from ..store import Store, input_hash
 from ..store.store import now
 from .degrade import defer_outcome, escalation_reason, partial_outcome, rules_outcome
-from .generate import GenerateContext, GenerateRunner
+from .generate import GenerateContext
 from .validate import validate_input
 
 __all__ = ["ItemResult", "Pipeline", "item_key_for"]
@@ -102,6 +102,16 @@ def _error_code(exc: RoadworthyError) -> str:
     return exc.error_class
 
 
+class Step(Protocol):
+    """What the runner needs of a step: a name for its output, and a way to run it."""
+
+    step_name: str
+
+    def max_concurrency(self) -> int | None: ...
+
+    async def run(self, variables: dict[str, Any], ctx: GenerateContext) -> Any: ...
+
+
 class Pipeline:
     """A configured pipeline with its steps bound to live providers and a store."""
 
@@ -109,7 +119,7 @@ class Pipeline:
         self,
         name: str,
         config: PipelineConfig,
-        steps: list[GenerateRunner],
+        steps: list[Step],
         store: Store,
         *,
         review: ReviewQueue | None = None,
@@ -253,7 +263,7 @@ class Pipeline:
             output: Any = None
             variables = dict(validated)
             for step in self.steps:
-                output = await step.run(variables, ctx)
+                output = await self._run_step(step, variables, ctx)
                 variables[step.step_name] = output
                 variables["previous"] = output
         except RoadworthyError as exc:
@@ -272,6 +282,23 @@ class Pipeline:
         result.latency_ms = (time.perf_counter() - started) * 1000
         self._save(result, attempts=attempts)
         return result
+
+    async def _run_step(self, step: Step, variables: dict[str, Any], ctx: GenerateContext) -> Any:
+        """Run a step once, or once per element of its ``for_each`` list (map)."""
+        for_each = getattr(getattr(step, "step", None), "for_each", None)
+        if for_each is None:
+            return await step.run(variables, ctx)
+        elements = variables.get(for_each)
+        if not isinstance(elements, list):
+            raise InputRejected(
+                "wrong_type", f"for_each needs a list in {for_each!r}", field=for_each
+            )
+        outputs = []
+        for index, element in enumerate(elements):
+            outputs.append(
+                await step.run({**variables, "chunk": element, "chunk_index": index}, ctx)
+            )
+        return outputs
 
     def _save(self, result: ItemResult, *, attempts: int) -> None:
         assert result.item_id is not None

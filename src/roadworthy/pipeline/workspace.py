@@ -30,8 +30,9 @@ from ..providers.base import Provider
 from ..providers.factory import build_provider, resolve_price
 from ..store import Store
 from ..store.budgets import BudgetLedger, DrillLog
+from .chunk_step import ChunkRunner
 from .generate import BoundModel, GenerateRunner
-from .runner import ItemResult, Pipeline
+from .runner import ItemResult, Pipeline, Step
 
 __all__ = ["Workspace", "check_prompts", "open_workspace"]
 
@@ -125,9 +126,13 @@ class Workspace:
         if problems:
             raise ConfigError(problems)
         config = pipelines[name]
-        steps = []
+        steps: list[Step] = []
         for index, step in enumerate(config.steps):
+            if step.chunk is not None:
+                steps.append(ChunkRunner(step.chunk))
+                continue
             gen = step.generate
+            assert gen is not None
             steps.append(
                 GenerateRunner(
                     step=gen,
@@ -150,6 +155,8 @@ class Workspace:
         """
         notes = []
         for step in pipeline.steps:
+            if not isinstance(step, GenerateRunner):
+                continue
             resolved = self.prompts.resolve(step.step.prompt)
             source = self.prompts.files.get(resolved.doc.id)
             if source is not None and source.doc.content_hash() != resolved.doc.content_hash():
@@ -205,6 +212,8 @@ def check_prompts(project: Project, folder: PromptsFolder) -> list[str]:
     for pname, pipeline in config.pipelines.items():
         for index, step in enumerate(pipeline.steps):
             gen = step.generate
+            if gen is None:
+                continue
             where = f"{project.config_path}: pipelines.{pname}.steps[{index}].generate"
             prompt_id, _, _ = parse_ref(gen.prompt)
             source = folder.get(prompt_id)
