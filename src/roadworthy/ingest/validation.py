@@ -179,6 +179,23 @@ def check_tokens(text: str, limit: int | None, count: TokenCounter, field: str |
     return tokens
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string value containing a NUL byte, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found = _find_nul(child, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found = _find_nul(child, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _check_value(name: str, rule: FieldRule, value: Any, count: TokenCounter) -> None:
     expected = _PY_TYPES[rule.type]
     is_bool = isinstance(value, bool)
@@ -252,6 +269,10 @@ def validate(
         report.media_type = media_type_of("object")
         if json_depth(payload, limits.max_json_depth) > limits.max_json_depth:
             raise InputRejected("too_deep", f"nesting deeper than {limits.max_json_depth}")
+        nul_field = _find_nul(payload, "")
+        if nul_field is not None:
+            # A NUL in any string value is a broken or hostile producer, declared field or not.
+            raise InputRejected("nul_byte", "text contains a NUL byte", field=nul_field or None)
         return Validated(report, raw, data=payload)
     if not raw:
         raise InputRejected("empty", "payload is empty (0 bytes)")
