@@ -115,7 +115,7 @@ def test_deferred_item_recovers_when_the_upstream_does(tmp_path: Path) -> None:
 def test_partial_path_keeps_valid_fields(tmp_path: Path) -> None:
     bad = '{"category": "billing", "priority": "whenever"}'
     with FaultServer([Fault.ok(bad) for _ in range(10)]) as server:
-        ws, rows = run_batch(tmp_path, server, "    on_failure: [partial, escalate]")
+        _, rows = run_batch(tmp_path, server, "    on_failure: [partial, escalate]")
     assert [r["status"] for r in rows] == ["degraded"] * 4
     assert rows[0]["output"] == {"category": "billing"}
     assert rows[0]["degraded"]["missing"] == ["priority"]

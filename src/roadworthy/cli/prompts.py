@@ -246,11 +246,19 @@ def promote_command(
     actor: Annotated[
         str | None, typer.Option(help="Who (default: $ROADWORTHY_ACTOR or OS user).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Promote to production despite a missing or failed evaluation.")
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Point LABEL at VERSION; running processes follow within the label TTL (default 30 s)."""
+    """Point LABEL at VERSION; running processes follow within the label TTL (default 30 s).
+
+    A version whose file names an evaluation suite goes to production only after an
+    evaluation run of exactly that version passed its gate; --force with --why overrides,
+    and the audit trail records it.
+    """
     registry = _registry(project)
-    move = registry.promote(prompt_id, version, label=label, actor=actor, why=why)
+    move = registry.promote(prompt_id, version, label=label, actor=actor, why=why, force=force)
     before = f"v{move.from_version}" if move.from_version else "nothing"
     console.print(f"{prompt_id}@{label}: {before} -> v{move.to_version}")
     registry.store.close()

@@ -21,6 +21,7 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..models import budget_limits, run_drill
 from ..models.drill import DrillReport
+from ..pipeline.generate import GenerateRunner
 from ..pipeline.workspace import Workspace
 from ..store import Store
 from ..store.budgets import BudgetLedger, DrillLog
@@ -97,7 +98,7 @@ def _samples(ws: Workspace, route: str, inputs: Path | None, limit: int) -> list
     """(runner, variables) pairs: from --input, else the prompt's own samples."""
     for pname in ws.project.config.pipelines:
         for runner in ws.pipeline(pname).steps:
-            if runner.step.route != route:
+            if not isinstance(runner, GenerateRunner) or runner.step.route != route:
                 continue
             if inputs is not None:
                 lines = [ln for ln in inputs.read_text(encoding="utf-8").splitlines() if ln.strip()]

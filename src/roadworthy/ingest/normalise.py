@@ -106,6 +106,14 @@ def _fix_surrogates(text: str, log: _Log) -> str:
     return joined
 
 
+# The characters cp1252 puts at 0x80-0x9F, where Latin-1 has C1 controls.
+_CP1252_EXTRAS = frozenset(bytes(range(0x80, 0xA0)).decode("cp1252", errors="ignore"))
+
+
+def _mojibake_candidate(line: str) -> bool:
+    return not line.isascii() and all(ord(ch) < 0x100 or ch in _CP1252_EXTRAS for ch in line)
+
+
 def _fix_mojibake(text: str, log: _Log) -> str:
     global _ftfy_config
     if text.isascii():
@@ -129,7 +137,14 @@ def _fix_mojibake(text: str, log: _Log) -> str:
             normalization=None,
             explain=False,
         )
-    fixed = str(ftfy.fix_text(text, _ftfy_config))  # line by line: one bad line is enough
+    # Only lines whose non-ASCII characters could all come from the Latin-1/cp1252 view of
+    # UTF-8 bytes are candidates: that is the unambiguous, common case (cafÃ©). Text in
+    # Latin Extended, Cyrillic, CJK... is never "repaired" into another script.
+    lines = text.split("\n")
+    fixed = "\n".join(
+        str(ftfy.fix_text(line, _ftfy_config)) if _mojibake_candidate(line) else line
+        for line in lines
+    )
     if fixed != text:
         before, after = text.split("\n"), fixed.split("\n")
         changed = [(b, a) for b, a in zip(before, after, strict=False) if b != a]

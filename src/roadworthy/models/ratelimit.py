@@ -94,7 +94,15 @@ class RateLimiter:
                 await self.clock.sleep(wait + 1e-6)
 
     def correct(self, entry: TokenReservation, actual_tokens: int | None) -> None:
-        """Replace the estimate by the reported usage (if still in the window)."""
+        """Replace the estimate by the reported usage (if still in the window).
+
+        The entry's time also moves to now, the end of the call: the upstream counted the
+        request when it *arrived*, somewhere between our start and now, so only a window
+        measured from now is sure to have left the upstream's window too. Without this a
+        client that queues requests behind a busy connection pool runs into 429s.
+        """
+        if entry.live:
+            entry.at = max(entry.at, self.clock.now())
         if actual_tokens is None or actual_tokens == entry.tokens:
             return
         if entry.live:
@@ -136,15 +144,18 @@ class Throttled:
                     await limiter.slots.acquire()
                     acquired.append(limiter.slots)
             entries = [await limiter.acquire(estimate) for limiter in self.limiters]
-            completion = await self.inner.complete(request)
+            actual: int | None = None
+            try:
+                completion = await self.inner.complete(request)
+                usage = completion.usage
+                if usage.input_tokens is not None and usage.output_tokens is not None:
+                    actual = usage.input_tokens + usage.output_tokens
+            finally:
+                for limiter, entry in zip(self.limiters, entries, strict=True):
+                    limiter.correct(entry, actual)
         finally:
             for slot in acquired:
                 slot.release()
-        usage = completion.usage
-        if usage.input_tokens is not None and usage.output_tokens is not None:
-            actual = usage.input_tokens + usage.output_tokens
-            for limiter, entry in zip(self.limiters, entries, strict=True):
-                limiter.correct(entry, actual)
         return completion
 
     async def aclose(self) -> None:

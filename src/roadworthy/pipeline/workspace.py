@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..config import Project, load_project
+from ..config import PipelineConfig, Project, load_project
 from ..config.load import hint_names
 from ..errors import ConfigError
 from ..ingest import Ingestor
@@ -115,9 +115,10 @@ class Workspace:
             return self.stack.route(route)
         return self.stack.model_route(model)
 
-    def pipeline(self, name: str) -> Pipeline:
+    def pipeline(self, name: str, *, config: PipelineConfig | None = None) -> Pipeline:
+        """The named pipeline, or ``config`` under that name (evaluations swap prompts)."""
         pipelines = self.project.config.pipelines
-        if name not in pipelines:
+        if config is None and name not in pipelines:
             known = ", ".join(sorted(pipelines)) or "none"
             raise ConfigError(
                 f"no pipeline {name!r} in {self.project.config_path} (known: {known})"
@@ -125,7 +126,7 @@ class Workspace:
         problems = check_prompts(self.project, self.prompts.files)
         if problems:
             raise ConfigError(problems)
-        config = pipelines[name]
+        config = config or pipelines[name]
         steps: list[Step] = []
         for index, step in enumerate(config.steps):
             if step.chunk is not None:

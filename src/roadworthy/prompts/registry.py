@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from ..errors import ConfigError
 from ..store import Store
 from ..store.prompts import LabelMove, PromptVersion
+from ..store.tables import eval_runs
 from .files import PromptsFolder, PromptSource, load_prompts, parse_ref
 from .model import PromptDoc
 from .render import PromptRenderError, render_messages
@@ -40,6 +41,7 @@ __all__ = ["PromptRegistry", "ResolvedPrompt", "SyncReport", "default_actor", "e
 log = logging.getLogger("roadworthy.prompts")
 
 FILE_VERSION = None  # version of a prompt served straight from its file
+PROTECTED_LABELS = frozenset({"production"})
 
 
 def default_actor() -> str:
@@ -158,6 +160,40 @@ class PromptRegistry:
                 )
         return report
 
+    def evaluation_gate(self, prompt_id: str, version: int) -> str | None:
+        """Why ``version`` may not go to production yet, or None when its criteria pass.
+
+        A version whose file declares ``evaluation.suite`` needs a finished evaluation
+        run of that suite on exactly this content that passed its gate.
+        """
+        row = self.store.prompts.get(prompt_id, version)
+        if row is None:
+            return None
+        doc = PromptDoc.model_validate(row.content)
+        if doc.evaluation is None or doc.evaluation.suite is None:
+            return None
+        suite = doc.evaluation.suite
+        with self.store.engine.connect() as conn:
+            passed = conn.execute(
+                sa.select(eval_runs.c.passed)
+                .where(
+                    eval_runs.c.suite == suite,
+                    eval_runs.c.prompt_id == prompt_id,
+                    eval_runs.c.prompt_hash == row.content_hash,
+                    eval_runs.c.status == "finished",
+                )
+                .order_by(eval_runs.c.started_at.desc())
+                .limit(1)
+            ).scalar()
+        if passed is None:
+            return (
+                f"{prompt_id} v{version} has no evaluation run of suite {suite!r} "
+                f"(hint: roadworthy eval SUITE --prompt {prompt_id}@{version})"
+            )
+        if not passed:
+            return f"the latest {suite!r} evaluation of {prompt_id} v{version} failed its gate"
+        return None
+
     def promote(
         self,
         prompt_id: str,
@@ -166,7 +202,23 @@ class PromptRegistry:
         label: str,
         actor: str | None = None,
         why: str | None = None,
+        force: bool = False,
     ) -> LabelMove:
+        """Move ``label`` to ``version``; production needs the version's evaluation to pass.
+
+        ``force`` overrides a failed or missing evaluation, but only with a reason, and
+        the audit row says it was forced.
+        """
+        if label in PROTECTED_LABELS:
+            blocked = self.evaluation_gate(prompt_id, version)
+            if blocked is not None and not force:
+                raise ConfigError(
+                    f"refusing to promote to {label}: {blocked} (override with --force --why)"
+                )
+            if blocked is not None:
+                if not why:
+                    raise ConfigError("--force needs --why: the reason goes into the audit trail")
+                why = f"FORCED past evaluation ({blocked}): {why}"
         if self.store.prompts.get(prompt_id, version) is None:
             known = [v.version for v in self.store.prompts.versions(prompt_id)]
             raise ConfigError(

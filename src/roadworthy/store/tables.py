@@ -30,6 +30,9 @@ __all__ = [
     "budget_counters",
     "calls",
     "drill_results",
+    "eval_cache",
+    "eval_results",
+    "eval_runs",
     "items",
     "label_moves",
     "metadata",
@@ -248,4 +251,52 @@ review_items = Table(
     Column("resolved_at", DateTime(timezone=True)),
     Index("ix_review_items_status", "status", "created_at"),
     Index("ix_review_items_item", "item_id"),
+)
+
+# An evaluation run: which suite, subset, prompt version, model and commit it measured,
+# its summary and whether it passed its gate (the promotion check reads this).
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("suite", String(200), nullable=False),
+    Column("subset", String(100)),
+    Column("prompt_id", String(200)),
+    Column("prompt_version", Integer),
+    Column("prompt_hash", String(64)),
+    Column("prompt_ref", String(300)),
+    Column("model", String(200)),
+    Column("git_commit", String(64)),
+    Column("repeats", Integer, nullable=False),
+    Column("examples", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("passed", Integer),
+    Column("summary", JSON),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_eval_runs_suite", "suite", "started_at"),
+)
+
+# One row per example and repeat of a run, with its output and every scorer's verdict.
+eval_results = Table(
+    "eval_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("example_id", String(200), nullable=False),
+    Column("repeat", Integer, nullable=False),
+    Column("output", JSON),
+    Column("scores", JSON),
+    Column("cache_key", String(64)),
+    Index("ix_eval_results_run", "run_id"),
+)
+
+# Model outputs by (prompt version, model, settings, input, repeat): re-running a suite
+# after changing only a scorer costs nothing.
+eval_cache = Table(
+    "eval_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("output", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
