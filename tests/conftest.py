@@ -119,3 +119,18 @@ pipelines:
 @pytest.fixture
 def scripted_project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "proj", SCRIPTED_CONFIG)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis on this machine (database 15, flushed by nobody: tests use own prefixes)."""
+    url = os.environ.get("ROADWORTHY_TEST_REDIS", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+    except ImportError:
+        need("the redis package is not installed (pip install redis)")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        need(f"Redis not reachable at {url}: {exc}")
+    return url

@@ -143,3 +143,40 @@ def test_dry_run_and_subset(tmp_path: Path) -> None:
     assert code == 0 and "10 results" in out
     code, out = evaluate(root, "--subset", "nope")
     assert code == 2 and "nope" in out
+
+
+def test_calibrate_reports_judge_agreement_with_human_labels(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path / "cal",
+        CONFIG.replace(
+            '      - {when: "Classify badly"',
+            '      - {when: "Grade the response", text: {reason: ok, score: 5}}\n'
+            '      - {when: "Classify badly"',
+        ).replace(
+            "models:\n",
+            "models:\n  judge: {provider: fake, id: judge-model, price: {input: 1, output: 2}}\n",
+        ),
+        prompt=PROMPT,
+    )
+    (root / "evals").mkdir()
+    (root / "evals" / "suite.yaml").write_text(
+        "name: cal\ndataset: data.jsonl\npipeline: triage\nprompt: triage@production\n"
+        "judge: {model: judge}\n"
+        "scorers:\n  - {name: judged, type: llm-rubric, value: The category is right.}\n"
+    )
+    rows = [
+        {
+            "id": f"h{n}",
+            "vars": {"text": f"Ticket about billing {n}"},
+            "criteria": ["billing"],
+            "human_label": "pass" if n < 8 else "fail",
+        }
+        for n in range(10)
+    ]
+    (root / "evals" / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(
+        app, ["eval", "calibrate", str(root / "evals" / "suite.yaml"), "-p", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "judged: 10 labelled examples (0 skipped), accuracy 0.800" in result.output
+    assert "Cohen's kappa 0.000" in result.output

@@ -11,14 +11,17 @@ from ..errors import ConfigError
 from ..pipeline.workspace import check_prompts
 from ..prompts import load_prompts
 from ..store import Store
+from .cache import cache_app
 from .chunk import chunk_command
 from .common import console, handle_errors, load
 from .eval import eval_command
 from .ingest import ingest_app
+from .keys import keys_app
 from .ledger import calls_command, runs_command
 from .prompts import prompts_app
 from .review import retry_deferred_command, review_app
 from .run import run_command
+from .serve import serve_command
 from .stack import budget_app, drill_command, fake_upstream_command
 
 __all__ = ["app", "main"]
@@ -48,8 +51,11 @@ app.add_typer(ingest_app, name="ingest")
 app.command("chunk")(chunk_command)
 app.command("eval")(eval_command)
 app.add_typer(budget_app, name="budget")
+app.add_typer(cache_app, name="cache")
 app.command("drill")(drill_command)
 app.command("fake-upstream")(fake_upstream_command)
+app.command("serve")(serve_command)
+app.add_typer(keys_app, name="keys")
 
 
 @app.command("check")

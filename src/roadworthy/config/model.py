@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .ingest import IngestConfig
 from .routes import BudgetConfig, RouteConfig
+from .server import ServerConfig
 
 __all__ = [
     "AnthropicProviderConfig",
@@ -245,3 +246,4 @@ class ProjectConfig(Strict):
     pipelines: dict[str, PipelineConfig] = {}
     routes: dict[str, RouteConfig] = {}
     budgets: dict[str, BudgetConfig] = {}
+    server: ServerConfig = ServerConfig()

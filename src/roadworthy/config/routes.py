@@ -11,6 +11,7 @@ opens, what rate limits apply and which budget pays::
         cascade: true                   # try small, escalate when the output fails its checks
         fallbacks: [smol, gpt]          # or [{model: gpt, on: [Timeout, RateLimited]}]
         budget: daily-triage
+        cache: {ttl_s: 3600, semantic: {threshold: 0.9}}   # answer repeats for free
     budgets:
       daily-triage: {limit_usd: 5, period: day, on_exceed: downgrade}
 
@@ -28,10 +29,12 @@ __all__ = [
     "FALLBACK_ERRORS",
     "BreakerConfig",
     "BudgetConfig",
+    "CacheConfig",
     "FallbackHopConfig",
     "LimitsConfig",
     "RetryConfig",
     "RouteConfig",
+    "SemanticCacheConfig",
     "TierRuleConfig",
 ]
 
@@ -92,6 +95,28 @@ class FallbackHopConfig(_Strict):
     )
 
 
+class SemanticCacheConfig(_Strict):
+    """Serve a stored answer to a *similar* input (same prompt version and settings)."""
+
+    threshold: float = Field(0.92, gt=0, le=1, description="cosine similarity a hit needs")
+    audit_rate: float = Field(
+        0.0, ge=0, le=1, description="share of semantic hits also sent to the model and compared"
+    )
+
+
+class CacheConfig(_Strict):
+    """Answer repeated inputs from the cache: ``routes.NAME.cache``."""
+
+    exact: bool = True
+    ttl_s: float | None = Field(86400.0, gt=0, description="entry lifetime; null: no expiry")
+    max_entries: int = Field(10_000, ge=1, description="per route; least recently used go first")
+    nondeterministic: bool = Field(
+        False, description="also cache calls with temperature > 0 (opt-in: they vary by design)"
+    )
+    semantic: SemanticCacheConfig | None = None
+    redis_url: str | None = Field(None, description="keep exact entries in Redis, not the store")
+
+
 class RouteConfig(_Strict):
     tiers: list[str] = Field([], description="tiers this route may use, cheapest first")
     rules: list[TierRuleConfig] = []
@@ -112,6 +137,7 @@ class RouteConfig(_Strict):
         {}, description="rate limits per model name, or per provider (API key) as provider:NAME"
     )
     drill_share: float = Field(0.0, ge=0, le=1, description="share of live calls run as drills")
+    cache: CacheConfig | None = None
 
     def hop_names(self) -> list[str]:
         return [h if isinstance(h, str) else h.model for h in self.fallbacks]

@@ -7,7 +7,9 @@ One hop of a route is ``Retrying(Breaker(Budgeted(Throttled(Recorded(provider)))
 * ``Throttled`` waits for RPM/TPM/concurrency capacity of the model and of its API key;
 * ``Budgeted`` reserves the attempt's estimated cost in the shared store;
 * ``Breaker`` refuses at once while the model's circuit is open;
-* ``Retrying`` is the hop's single retry loop.
+* ``Retrying`` is the hop's single retry loop;
+* ``Cached`` (outermost, on routes with a ``cache`` section) answers repeats without
+  any of the above, so a hit costs no retry, budget or rate-limit capacity.
 
 Breakers and rate limiters belong to the *model* (and API key), not the route, so they
 are created once per builder and shared by every route that uses the model. A step that
@@ -25,16 +27,20 @@ from ..config.model import ProjectConfig
 from ..config.routes import BreakerConfig, FallbackHopConfig, LimitsConfig, RouteConfig
 from ..errors import ConfigError
 from ..providers.base import Provider
+from ..providers.embeddings import EmbedFn
 from ..providers.pricing import Price
 from ..store.budgets import BudgetLimit
+from ..store.cache import CacheBackend, MemoryCache, RedisCache
 from .breaker import Breaker, BreakerPolicy, CircuitBreaker
 from .budget import Budgeted, Ledger
+from .cache import Cached, CachePolicy
 from .clock import Clock, SystemClock
 from .fallback import DEFAULT_TRIGGERS, Hop
 from .ratelimit import RateLimiter, RateLimitPolicy, Throttled
 from .recording import Recorded, Recorder
 from .retry import Retrying, RetryPolicy
 from .router import DrillRecorder, Router, TierRule
+from .semantic import SemanticIndex
 
 __all__ = ["StackBuilder", "budget_limits"]
 
@@ -64,8 +70,14 @@ class StackBuilder:
         drill_recorder: DrillRecorder | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        cache: CacheBackend | None = None,
+        embedder: Callable[[], EmbedFn] | None = None,
     ) -> None:
         self.config = config
+        self.cache = cache
+        self.embedder = embedder
+        self._redis: dict[str, CacheBackend] = {}
+        self._semantic: SemanticIndex | None = None
         self.provider = provider
         self.price = price
         self.recorder = recorder
@@ -184,6 +196,8 @@ class StackBuilder:
         else:
             policy = RetryPolicy(max_attempts=1, deadline_s=None)
         stack = Retrying(stack, policy, clock=self.clock, rng=self.rng)
+        if route is not None and route.cache is not None:
+            stack = self._cached(stack, route_name, route, model, price)
         return Hop(
             provider=stack,
             model_name=model,
@@ -191,6 +205,57 @@ class StackBuilder:
             price=price,
             tier=cfg.tier,
             on=on,
+        )
+
+    def cache_backend(self) -> CacheBackend:
+        """The store's cache (a process-local one when the builder has no store)."""
+        if self.cache is None:
+            self.cache = MemoryCache()
+        return self.cache
+
+    def semantic_index(self) -> SemanticIndex:
+        if self._semantic is None:
+            if self.embedder is None:
+                from ..providers.embeddings import local_embedder
+
+                embed = local_embedder()
+            else:
+                embed = self.embedder()
+            self._semantic = SemanticIndex(embed, self.cache_backend())
+        return self._semantic
+
+    def _cached(
+        self, stack: Provider, route_name: str, route: RouteConfig, model: str, price: Price | None
+    ) -> Provider:
+        cfg = route.cache
+        assert cfg is not None
+        backend = self.cache_backend()
+        if cfg.redis_url is not None:
+            if cfg.redis_url not in self._redis:
+                self._redis[cfg.redis_url] = RedisCache(cfg.redis_url)
+            backend = self._redis[cfg.redis_url]
+        model_cfg = self.config.models[model]
+        return Cached(
+            stack,
+            CachePolicy(
+                route=route_name,
+                exact=cfg.exact,
+                ttl_s=cfg.ttl_s,
+                max_entries=cfg.max_entries,
+                nondeterministic=cfg.nondeterministic,
+                threshold=cfg.semantic.threshold if cfg.semantic else None,
+                audit_rate=cfg.semantic.audit_rate if cfg.semantic else 0.0,
+            ),
+            backend,
+            model_name=model,
+            model_id=model_cfg.id,
+            provider_name=model_cfg.provider,
+            tier=model_cfg.tier,
+            price=price,
+            recorder=self.recorder,
+            semantic=self.semantic_index() if cfg.semantic else None,
+            semantic_backend=self.cache_backend(),
+            rng=self.rng,
         )
 
     def route(self, name: str) -> Router:

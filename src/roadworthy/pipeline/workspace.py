@@ -30,6 +30,7 @@ from ..providers.base import Provider
 from ..providers.factory import build_provider, resolve_price
 from ..store import Store
 from ..store.budgets import BudgetLedger, DrillLog
+from ..store.cache import StoreCache
 from .chunk_step import ChunkRunner
 from .generate import BoundModel, GenerateRunner
 from .runner import ItemResult, Pipeline, Step
@@ -106,6 +107,7 @@ class Workspace:
                 recorder=self.store.record_call,
                 ledger=BudgetLedger(self.store.engine),
                 drill_recorder=record_drill,
+                cache=StoreCache(self.store.engine),
             )
         return self._stack
 

@@ -83,6 +83,8 @@ class CallRecord:
     created_at: datetime = field(default_factory=now)
     route: str | None = None
     hop_reason: str | None = None
+    saved_usd: Decimal | None = None  # a cache hit: what the call it replaced cost
+    cache_similarity: float | None = None  # a semantic hit: cosine similarity of the inputs
 
 
 @dataclass

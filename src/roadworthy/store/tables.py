@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -28,6 +29,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "budget_alerts",
     "budget_counters",
+    "cache_entries",
     "calls",
     "drill_results",
     "eval_cache",
@@ -134,6 +136,8 @@ calls = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("route", String(200)),
     Column("hop_reason", String(100)),
+    Column("saved_usd", Numeric(20, 10)),
+    Column("cache_similarity", Float),
     Index("ix_calls_trace", "trace_id"),
     Index("ix_calls_run", "run_id"),
     Index("ix_calls_created", "created_at"),
@@ -299,4 +303,45 @@ eval_cache = Table(
     Column("cache_key", String(64), primary_key=True),
     Column("output", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# API keys of the HTTP service. Only a salted hash of each secret is kept; ``prefix`` is
+# the public part of the key, so a lookup finds one row without scanning hashes.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("prefix", String(32), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Model answers by exact request key. ``expires_at`` and ``used_at`` are epoch seconds so
+# TTL and least-recently-used order compare as plain numbers on every backend. Rows of a
+# route with a semantic cache also keep the embedded query and its partition (model,
+# prompt version, settings and every message but the last), which semantic search scans.
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("route", String(200), nullable=False),
+    Column("prompt_id", String(200)),
+    Column("prompt_version", Integer),
+    Column("model", String(200), nullable=False),
+    Column("completion", JSON, nullable=False),
+    Column("cost_usd", Numeric(20, 10)),
+    Column("partition", String(64)),
+    Column("query", Text),
+    Column("embedding", LargeBinary),
+    Column("hits", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", Float),
+    Column("used_at", Float, nullable=False),
+    Index("ix_cache_entries_route_used", "route", "used_at"),
+    Index("ix_cache_entries_prompt", "prompt_id", "prompt_version"),
+    Index("ix_cache_entries_partition", "partition"),
 )

@@ -1,0 +1,318 @@
+"""The HTTP service: the native pipeline API and the OpenAI-compatible endpoint.
+
+``create_app(workspace, settings)`` returns an ASGI app (FastAPI) that ``roadworthy
+serve`` hands to uvicorn and tests drive through httpx's ASGI transport. Routes:
+
+* ``POST /v1/pipelines/{name}/run``: one item through a pipeline, answered with its
+  result (done, degraded, escalated with the review ticket, deferred, rejected, failed);
+* ``POST /v1/chat/completions``: OpenAI-compatible, streaming and JSON mode included;
+* ``GET /healthz`` (the process answers) and ``GET /readyz`` (the store answers and its
+  schema is at the newest migration).
+
+Every error body is in OpenAI's format (see :mod:`.errors`). The OpenAPI document of this
+app is committed at ``docs/openapi.json``; a test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config.server import ServerConfig
+from ..errors import ConfigError
+from ..models import context as stack_context
+from ..pipeline import Pipeline, Workspace
+from ..store.keys import KeyStore
+from .auth import Authenticator
+from .chat import ChatRequest, chunks, completion_body, run_chat, sse_stream
+from .errors import ApiError
+
+__all__ = ["API_VERSION", "RunRequest", "build_app", "create_app"]
+
+API_VERSION = "1"
+OVERHEAD_HEADER = "x-roadworthy-overhead-ms"
+TRACE_HEADER = "x-roadworthy-trace-id"
+DEADLINE_HEADER = "x-roadworthy-deadline-s"
+
+# Item status -> HTTP status. The item is recorded whatever happens, so the body is always
+# the item's result; the status tells a client without parsing it whether to act.
+RUN_STATUS = {
+    "done": 200,
+    "degraded": 200,
+    "escalated": 200,
+    "deferred": 202,
+    "rejected": 422,
+    "failed": 502,
+}
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="the item, shaped as the pipeline's input declares")
+    deadline_s: float | None = Field(
+        None, gt=0, description="answer within this many seconds (default: server setting)"
+    )
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before they are read, and stamp arrival time.
+
+    A pure ASGI wrapper: the arrival time feeds the added-latency header, and a declared
+    oversize body costs nothing; a chunked body is counted as it streams in.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope["rw_started"] = time.perf_counter()
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._too_large(send)
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiError(413, self._message(), code="body_too_large")
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"request body over {self.max_bytes} bytes (server.max_body_bytes)"
+
+    async def _too_large(self, send: Send) -> None:
+        await ApiError(413, self._message(), code="body_too_large").response()(
+            {"type": "http"}, _empty_receive, send
+        )
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Gateway:
+    """What the routes share: the workspace, the settings and the authenticator."""
+
+    def __init__(self, workspace: Workspace, settings: ServerConfig) -> None:
+        self.workspace = workspace
+        self.settings = settings
+        self.auth = Authenticator(KeyStore(workspace.store.engine), settings)
+        self._pipelines: dict[str, Pipeline] = {}
+
+    def pipeline(self, name: str) -> Pipeline:
+        if name not in self._pipelines:
+            if name not in self.workspace.project.config.pipelines:
+                known = ", ".join(sorted(self.workspace.project.config.pipelines)) or "none"
+                raise ApiError(
+                    404,
+                    f"no pipeline {name!r} (known: {known})",
+                    code="pipeline_not_found",
+                    param="name",
+                )
+            self._pipelines[name] = self.workspace.pipeline(name)
+        return self._pipelines[name]
+
+    def deadline_s(self, asked: float | None) -> float:
+        if asked is None:
+            return self.settings.default_deadline_s
+        return min(asked, self.settings.max_deadline_s)
+
+    def deadline(self, seconds: float) -> float:
+        """The absolute deadline on the model stack's clock."""
+        return self.workspace.stack.clock.now() + seconds
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _header_deadline(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ApiError(400, f"{DEADLINE_HEADER} must be a positive number of seconds")
+    return seconds
+
+
+def _overhead(request: Request, upstream_ms: float) -> str:
+    started = request.scope.get("rw_started")
+    if not isinstance(started, float):
+        return "0.000"
+    total = (time.perf_counter() - started) * 1000
+    return f"{max(0.0, total - upstream_ms):.3f}"
+
+
+def build_app() -> FastAPI:
+    """The routes without a workspace: what the OpenAPI document is generated from."""
+    app = FastAPI(
+        title="roadworthy",
+        version=API_VERSION,
+        description="Run LLM pipelines in production; OpenAI-compatible chat endpoint.",
+    )
+    _errors(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up and answering."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """The store answers and its schema is at the newest migration; 503 otherwise."""
+        store = _gateway(request).workspace.store
+        try:
+            current = store.current_revision()
+        except Exception as exc:
+            reason = f"store unreachable: {type(exc).__name__}"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        head = store.head_revision()
+        if current != head:
+            reason = f"store at migration {current}, code expects {head} (run roadworthy migrate)"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready", "revision": current})
+
+    @app.post("/v1/pipelines/{name}/run", tags=["pipelines"])
+    async def run_pipeline(
+        name: str,
+        body: RunRequest,
+        request: Request,
+        x_roadworthy_deadline_s: str | None = Header(None),
+    ) -> JSONResponse:
+        """Run one item through pipeline ``name`` and return its recorded result.
+
+        200: done, degraded (with the reason) or escalated (with the review ticket);
+        202: deferred (with when it runs again); 422: rejected input; 502: failed.
+        """
+        gateway = _gateway(request)
+        gateway.auth.check(request, "run")
+        pipeline = gateway.pipeline(name)
+        asked = body.deadline_s or _header_deadline(x_roadworthy_deadline_s)
+        seconds = gateway.deadline_s(asked)
+        started = time.perf_counter()
+        with stack_context.bind(stack_context.deadline, gateway.deadline(seconds)):
+            result = await pipeline.run(body.input)
+        upstream_ms = (time.perf_counter() - started) * 1000
+        payload = result.to_json()
+        payload["trace_id"] = result.trace_id
+        payload["deadline_s"] = seconds
+        headers = {OVERHEAD_HEADER: _overhead(request, upstream_ms)}
+        if result.trace_id:
+            headers[TRACE_HEADER] = result.trace_id
+        return JSONResponse(
+            payload, status_code=RUN_STATUS.get(result.status, 500), headers=headers
+        )
+
+    @app.post("/v1/chat/completions", tags=["openai"])
+    async def chat_completions(
+        body: ChatRequest,
+        request: Request,
+        x_roadworthy_prompt: str | None = Header(None),
+        x_roadworthy_deadline_s: str | None = Header(None),
+    ) -> Response:
+        """OpenAI-compatible chat completion through a route's model stack.
+
+        ``model`` names a route or a model of roadworthy.yaml. Every call is recorded in
+        the ledger; the gateway's own added time is in ``x-roadworthy-overhead-ms``.
+        """
+        gateway = _gateway(request)
+        gateway.auth.check(request, "run")
+        seconds = gateway.deadline_s(_header_deadline(x_roadworthy_deadline_s))
+        result = await run_chat(
+            gateway.workspace,
+            body,
+            prompt_header=x_roadworthy_prompt,
+            deadline=gateway.deadline(seconds),
+        )
+        headers = {
+            OVERHEAD_HEADER: _overhead(request, result.upstream_ms),
+            TRACE_HEADER: result.trace_id,
+        }
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                sse_stream(chunks(result, body.model, include_usage)),
+                media_type="text/event-stream",
+                headers={**headers, "cache-control": "no-cache"},
+            )
+        return JSONResponse(completion_body(result, body.model), headers=headers)
+
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    """Every error in OpenAI's format, whatever raised it."""
+
+    async def api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        ctype = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in ctype:
+            return ApiError(
+                415,
+                f"send application/json, not {ctype or 'no content type'}",
+                code="unsupported_media_type",
+            ).response()
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        if first.get("type") == "json_invalid":
+            return ApiError(400, "request body is not valid JSON", code="invalid_json").response()
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return ApiError(400, message, param=where or None, code="invalid_request").response()
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = "not_found" if exc.status_code == 404 else "invalid_request"
+        return ApiError(exc.status_code, str(exc.detail), code=kind).response()
+
+    async def internal(_: Request, exc: Exception) -> Response:
+        status = 500
+        message = "internal error"
+        if isinstance(exc, ConfigError):
+            message = "server configuration error"
+        return ApiError(status, message, "server_error", "internal_error").response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal)
+
+
+def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> FastAPI:
+    """The service for ``workspace``; settings default to its ``server:`` section."""
+    settings = settings or workspace.project.config.server
+    app = build_app()
+    app.state.gateway = Gateway(workspace, settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

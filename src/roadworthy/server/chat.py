@@ -1,0 +1,354 @@
+"""The OpenAI-compatible chat endpoint: request and response shapes, and the call.
+
+An application that uses an OpenAI SDK changes its base URL and gets routing, fallbacks,
+budgets and the ledger. ``model`` names a route of roadworthy.yaml, or one of its models
+(a one-model stack, still recorded and budgeted). The ``roadworthy`` extension field (or
+the ``X-Roadworthy-Prompt`` header) names a registry prompt; its rendered messages come
+first, then the request's own.
+
+Streaming is answered from a finished completion: the provider contract has one
+``complete`` call, so every retry and fallback happens before the first byte is sent, and
+a failure there is an ordinary HTTP error. If writing the stream fails after the first
+byte, the stream ends with an ``error`` event and no ``[DONE]``, so a client never
+mistakes a cut stream for a clean finish.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigError, RoadworthyError
+from ..models import context as stack_context
+from ..models.context import CallContext
+from ..models.router import Router
+from ..pipeline.workspace import Workspace
+from ..prompts import PromptRenderError, render_messages
+from ..providers.base import Completion, CompletionRequest, Message, ResponseFormat
+from .errors import ApiError, from_exception
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResult",
+    "RoadworthyExtension",
+    "completion_body",
+    "run_chat",
+    "sse_stream",
+]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "output"
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class RoadworthyExtension(BaseModel):
+    """roadworthy's own fields in a chat request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, description="registry prompt to render: id, id@label, id@N")
+    variables: dict[str, Any] = Field({}, description="values for the prompt's variables")
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI chat completion request; unknown OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = []
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormatSpec | None = None
+    user: str | None = None
+    roadworthy: RoadworthyExtension | None = None
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    completion: Completion
+    trace_id: str
+    created: int
+    upstream_ms: float
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    if message.content is None:
+        return ""
+    if isinstance(message.content, str):
+        return message.content
+    parts = []
+    for part in message.content:
+        if part.type != "text" or part.text is None:
+            raise ApiError(
+                400,
+                f"messages[{index}]: only text content parts are supported, got {part.type!r}",
+                param=f"messages[{index}].content",
+                code="unsupported_content",
+            )
+        parts.append(part.text)
+    return "".join(parts)
+
+
+def _messages(request: ChatRequest) -> list[Message]:
+    out: list[Message] = []
+    for index, message in enumerate(request.messages):
+        if message.role == "tool":
+            raise ApiError(
+                400,
+                "tool messages are not supported",
+                param=f"messages[{index}].role",
+                code="unsupported_role",
+            )
+        role: Literal["system", "user", "assistant"] = (
+            "system" if message.role == "developer" else message.role
+        )
+        out.append(Message(role=role, content=_text(message, index)))
+    return out
+
+
+def _response_format(spec: ResponseFormatSpec | None) -> ResponseFormat | None:
+    if spec is None or spec.type == "text":
+        return None
+    if spec.type == "json_object":
+        return ResponseFormat()
+    if spec.json_schema is None or spec.json_schema.schema_ is None:
+        raise ApiError(
+            400,
+            "response_format json_schema needs json_schema.schema",
+            param="response_format",
+            code="invalid_response_format",
+        )
+    return ResponseFormat(schema=spec.json_schema.schema_, name=spec.json_schema.name)
+
+
+def resolve_route(workspace: Workspace, model: str) -> Router:
+    """The stack for ``model``: a route by that name, else a configured model."""
+    config = workspace.project.config
+    if model in config.routes:
+        return workspace.route(model)
+    if model in config.models:
+        return workspace.route(None, model)
+    known = sorted(set(config.routes) | set(config.models))
+    raise ApiError(
+        404,
+        f"the model {model!r} does not exist: name a route or a model of roadworthy.yaml "
+        f"(known: {', '.join(known) or 'none'})",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def build_request(
+    workspace: Workspace, request: ChatRequest, prompt_header: str | None
+) -> tuple[CompletionRequest, CallContext]:
+    """The provider-neutral request and its ledger context (prompt id, version, label)."""
+    trace_id = str(uuid.uuid4())
+    ext = request.roadworthy or RoadworthyExtension()
+    prompt_ref = ext.prompt or prompt_header
+    messages = _messages(request)
+    temperature, max_tokens = request.temperature, request.max_completion_tokens
+    max_tokens = max_tokens or request.max_tokens
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    response_format = _response_format(request.response_format)
+    context = CallContext(trace_id=trace_id, step="chat")
+    if prompt_ref:
+        try:
+            resolved = workspace.prompts.resolve(prompt_ref)
+            rendered = render_messages(resolved.doc, ext.variables)
+        except PromptRenderError as exc:
+            raise ApiError(
+                400, str(exc), param="roadworthy.variables", code="prompt_render"
+            ) from None
+        except ConfigError as exc:
+            raise ApiError(
+                404, str(exc), param="roadworthy.prompt", code="prompt_not_found"
+            ) from None
+        settings = resolved.doc.settings
+        messages = list(rendered) + messages
+        if temperature is None:
+            temperature = settings.temperature
+        max_tokens = max_tokens or settings.max_tokens
+        stop = stop or tuple(settings.stop)
+        if response_format is None and (
+            resolved.doc.schema_ is not None or settings.response_format == "json"
+        ):
+            response_format = ResponseFormat(schema=resolved.doc.schema_)
+        context = CallContext(
+            trace_id=trace_id,
+            step="chat",
+            prompt_id=resolved.doc.id,
+            prompt_version=resolved.version,
+            prompt_label=resolved.label,
+            prompt_tier=settings.tier,
+        )
+    if not messages:
+        raise ApiError(400, "messages must not be empty", param="messages", code="empty_messages")
+    completion_request = CompletionRequest(
+        messages=tuple(messages),
+        model="",
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop=stop,
+        response_format=response_format,
+        seed=request.seed,
+    )
+    return completion_request, context
+
+
+async def run_chat(
+    workspace: Workspace,
+    request: ChatRequest,
+    *,
+    prompt_header: str | None,
+    deadline: float | None,
+) -> ChatResult:
+    """Call the model stack once (retries and fallbacks inside); raise :class:`ApiError`."""
+    router = resolve_route(workspace, request.model)
+    completion_request, context = build_request(workspace, request, prompt_header)
+    started = time.perf_counter()
+    try:
+        with (
+            stack_context.bind(stack_context.call_context, context),
+            stack_context.bind(stack_context.deadline, deadline),
+        ):
+            completion = await router.complete(completion_request)
+    except RoadworthyError as exc:
+        raise from_exception(exc) from None
+    upstream_ms = (time.perf_counter() - started) * 1000
+    return ChatResult(completion, context.trace_id, int(time.time()), upstream_ms)
+
+
+def _usage(completion: Completion) -> dict[str, Any] | None:
+    usage = completion.usage
+    if usage.input_tokens is None and usage.output_tokens is None:
+        return None
+    prompt, output = usage.input_tokens or 0, usage.output_tokens or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_read_tokens},
+    }
+
+
+def _finish(completion: Completion) -> str:
+    reason = completion.finish_reason or "stop"
+    return {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}.get(reason, reason)
+
+
+def completion_body(result: ChatResult, model: str) -> dict[str, Any]:
+    completion = result.completion
+    return {
+        "id": f"chatcmpl-{result.trace_id}",
+        "object": "chat.completion",
+        "created": result.created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": _finish(completion),
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(completion),
+        "system_fingerprint": None,
+    }
+
+
+def _pieces(text: str, size: int = 64) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+async def chunks(
+    result: ChatResult, model: str, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects of a finished completion."""
+    base = {
+        "id": f"chatcmpl-{result.trace_id}",
+        "object": "chat.completion.chunk",
+        "created": result.created,
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(result.completion.text):
+        yield chunk({"content": piece})
+    yield chunk({}, _finish(result.completion))
+    if include_usage:
+        yield {**base, "choices": [], "usage": _usage(result.completion)}
+
+
+def _event(data: str, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
+
+
+async def sse_stream(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Server-sent events ending in ``[DONE]``, or in an ``error`` event if ``events`` fails.
+
+    The error event is also a ``data:`` line with an ``error`` object, which OpenAI's SDKs
+    raise as an APIError, so the failure reaches the caller's code instead of passing for
+    a short answer.
+    """
+    try:
+        async for event in events:
+            yield _event(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+    except Exception as exc:
+        if isinstance(exc, RoadworthyError):
+            body = from_exception(exc).body()
+        else:
+            body = ApiError(500, "stream failed", "server_error", "stream_failed").body()
+        yield _event(json.dumps(body), event="error")
+        return
+    yield _event("[DONE]")
