@@ -1,9 +1,12 @@
 """Run one item through a pipeline, ending it in a recorded status.
 
 The contract of :meth:`Pipeline.run` is the project's first rule: whatever happens, the
-item's row ends in ``done``, ``rejected`` or ``failed`` with a reason, and the result
-returned says the same. Only cancellation (Ctrl-C) escapes, and the batch runner ends
-those items itself.
+item's row ends in ``done``, ``degraded``, ``deferred``, ``escalated``, ``rejected`` or
+``failed``, with a reason for every status but ``done``, and the result returned says the
+same. The order is fixed: ingest (reject, or escalate a flagged input before any model
+sees it), validate, run the steps, then either check the answer against the escalation
+criteria or walk the pipeline's ``on_failure`` paths. Only cancellation (Ctrl-C) escapes,
+and the batch runner ends those items itself.
 """
 
 from __future__ import annotations
