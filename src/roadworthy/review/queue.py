@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from ..errors import ConfigError
 from ..store import Store
-from ..store.store import now
+from ..store.store import now, percentile
 from ..store.tables import items, review_items
 
 __all__ = ["Decision", "QueueStats", "ReviewItem", "ReviewQueue"]
@@ -79,16 +79,6 @@ def _row(row: Any) -> ReviewItem:
         if data[key] is not None:
             data[key] = _aware(data[key])
     return ReviewItem(**data)
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 class ReviewQueue:
@@ -313,8 +303,8 @@ class ReviewQueue:
             resolved=by_status.get("resolved", 0),
             discarded=by_status.get("discarded", 0),
             oldest_pending_age_s=(at - oldest).total_seconds() if oldest else None,
-            median_resolution_s=_quantile(durations, 0.5),
-            p95_resolution_s=_quantile(durations, 0.95),
+            median_resolution_s=percentile(durations, 0.5),
+            p95_resolution_s=percentile(durations, 0.95),
         )
 
     def export(self, path: Path, *, pipeline: str | None = None) -> int:

@@ -33,7 +33,7 @@ RESUMABLE_SKIP = ("done", "degraded", "escalated", "deferred")
 if TYPE_CHECKING:
     from .prompts import PromptStore
 
-__all__ = ["CallRecord", "RunSummary", "Store", "input_hash", "now"]
+__all__ = ["CallRecord", "RunSummary", "Store", "input_hash", "now", "percentile"]
 
 _migrate_lock = threading.Lock()
 
@@ -111,7 +111,7 @@ def _alembic_config() -> AlembicConfig:
     return cfg
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default method) without needing numpy."""
     if not values:
         return None
@@ -437,8 +437,8 @@ class Store:
             cached_read_tokens=int(agg[4]),
             cost_usd=Decimal(str(cost)) if cost is not None else None,
             calls_without_cost=int(agg[6]),
-            p50_ms=_percentile(latencies, 0.5),
-            p95_ms=_percentile(latencies, 0.95),
+            p50_ms=percentile(latencies, 0.5),
+            p95_ms=percentile(latencies, 0.95),
         )
 
     def iter_table(self, name: str) -> Iterator[dict[str, Any]]:
