@@ -145,6 +145,13 @@ def _check_failure_policies(config: ProjectConfig, doc: YamlDocument, problems: 
                 f"{doc.where(loc)}: pipelines.{name}.on_failure: 'rules' needs "
                 f"pipelines.{name}.fallback_rules (hint: add rules or remove 'rules')"
             )
+        second = pipeline.escalate.second_opinion
+        if second is not None and second.model not in config.models:
+            loc = ("pipelines", name, "escalate", "second_opinion", "model")
+            problems.append(
+                f"{doc.where(loc)}: pipelines.{name}.escalate.second_opinion.model: unknown model "
+                f"{second.model!r}{hint_names(second.model, config.models)}"
+            )
         if len(set(pipeline.on_failure)) != len(pipeline.on_failure):
             loc = ("pipelines", name, "on_failure")
             problems.append(

@@ -35,6 +35,7 @@ __all__ = [
     "RulesFallback",
     "ScriptedProviderConfig",
     "ScriptedReplyConfig",
+    "SecondOpinion",
     "StepConfig",
 ]
 
@@ -201,6 +202,14 @@ class DeferPolicy(Strict):
     backoff_factor: float = Field(2.0, ge=1)
 
 
+class SecondOpinion(Strict):
+    """Ask a second model and escalate when the two answers disagree."""
+
+    model: str = Field(description="a model name from `models`")
+    fields: list[str] = Field([], description="output fields to compare; empty: the whole output")
+    rate: float = Field(1.0, gt=0, le=1, description="share of items that get a second opinion")
+
+
 class EscalateWhen(Strict):
     """Escalate to a human even when the model answered, if any of these hold."""
 
@@ -213,6 +222,7 @@ class EscalateWhen(Strict):
     confidence_field: str = "confidence"
     confidence_below: float | None = Field(None, ge=0, le=1)
     audit_rate: float = Field(0.0, ge=0, le=1, description="share of answers sampled for audit")
+    second_opinion: SecondOpinion | None = None
 
 
 FailurePath = Literal["partial", "rules", "defer", "escalate"]

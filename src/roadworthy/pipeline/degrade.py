@@ -29,6 +29,7 @@ __all__ = [
     "escalation_reason",
     "partial_outcome",
     "rules_outcome",
+    "sampled",
 ]
 
 
@@ -164,8 +165,14 @@ def escalation_reason(output: Any, policy: EscalateWhen, item_key: str) -> tuple
                     "low_confidence",
                     f"{policy.confidence_field} {confidence} is below {policy.confidence_below}",
                 )
-    if policy.audit_rate > 0:
-        digest = hashlib.sha256(item_key.encode()).digest()
-        if int.from_bytes(digest[:8], "big") / 2**64 < policy.audit_rate:
-            return "audit_sample", f"random audit sample ({policy.audit_rate:.0%} of answers)"
+    if policy.audit_rate > 0 and sampled(item_key, policy.audit_rate, salt="audit"):
+        return "audit_sample", f"random audit sample ({policy.audit_rate:.0%} of answers)"
     return None
+
+
+def sampled(key: str, rate: float, *, salt: str = "") -> bool:
+    """A stable yes/no for ``rate`` of keys: the same item is always in or out of a sample."""
+    if rate >= 1:
+        return True
+    digest = hashlib.sha256(f"{salt}{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate

@@ -26,7 +26,13 @@ from ..review import ReviewQueue
 from ..secrets import redact
 from ..store import Store, input_hash
 from ..store.store import now
-from .degrade import defer_outcome, escalation_reason, partial_outcome, rules_outcome
+from .degrade import (
+    defer_outcome,
+    escalation_reason,
+    partial_outcome,
+    rules_outcome,
+    sampled,
+)
 from .generate import GenerateContext
 from .validate import validate_input
 
@@ -128,6 +134,7 @@ class Pipeline:
         review: ReviewQueue | None = None,
         ingestor: Ingestor | None = None,
         clock: Callable[[], datetime] = now,
+        second_opinion: Step | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -136,6 +143,7 @@ class Pipeline:
         self.review = review or ReviewQueue(store)
         self.ingestor = ingestor
         self.clock = clock
+        self.second_opinion = second_opinion
 
     def default_concurrency(self, fallback: int = 4) -> int:
         """How many items to run at once when the user did not say.
@@ -265,10 +273,13 @@ class Pipeline:
         try:
             output: Any = None
             variables = dict(validated)
+            last_inputs = variables
             for step in self.steps:
+                last_inputs = dict(variables)
                 output = await self._run_step(step, variables, ctx)
                 variables[step.step_name] = output
                 variables["previous"] = output
+            disagreement = await self._second_opinion(output, last_inputs, ctx, result.key or "")
         except RoadworthyError as exc:
             self._on_failure(result, exc, validated, attempts)
         except Exception as exc:  # a bug must not lose the item
@@ -276,7 +287,9 @@ class Pipeline:
             result.reason = redact(f"internal error: {type(exc).__name__}: {exc}")
             result.error_code = "internal_error"
         else:
-            escalate = escalation_reason(output, self.config.escalate, result.key or "")
+            escalate = disagreement or escalation_reason(
+                output, self.config.escalate, result.key or ""
+            )
             if escalate is not None:
                 self._escalate(result, validated, output, *escalate)
             else:
@@ -285,6 +298,36 @@ class Pipeline:
         result.latency_ms = (time.perf_counter() - started) * 1000
         self._save(result, attempts=attempts)
         return result
+
+    async def _second_opinion(
+        self, output: Any, variables: dict[str, Any], ctx: GenerateContext, key: str
+    ) -> tuple[str, str] | None:
+        """Ask the configured second model; disagreement on the compared fields escalates.
+
+        A second model that fails gives no opinion rather than failing the item: the first
+        answer stands and the other criteria still apply.
+        """
+        policy = self.config.escalate.second_opinion
+        if policy is None or self.second_opinion is None or not sampled(key, policy.rate):
+            return None
+        try:
+            other = await self.second_opinion.run(variables, ctx)
+        except RoadworthyError:
+            return None
+        fields = policy.fields
+        if fields and isinstance(output, dict) and isinstance(other, dict):
+            differing = [f for f in fields if output.get(f) != other.get(f)]
+        else:
+            differing = [] if output == other else ["output"]
+        if not differing:
+            return None
+        detail = ", ".join(
+            f"{f}: {output.get(f)!r} vs {other.get(f)!r}"
+            if isinstance(output, dict) and isinstance(other, dict)
+            else f"{f} differs"
+            for f in differing
+        )
+        return "disagreement", f"{policy.model} disagrees ({detail})"
 
     async def _run_step(self, step: Step, variables: dict[str, Any], ctx: GenerateContext) -> Any:
         """Run a step once, or once per element of its ``for_each`` list (map)."""

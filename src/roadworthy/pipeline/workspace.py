@@ -148,7 +148,22 @@ class Workspace:
                 )
             )
         ingestor = Ingestor(config.ingest) if config.ingest is not None else None
-        return Pipeline(name, config, steps, self.store, ingestor=ingestor)
+        second = config.escalate.second_opinion
+        last = next((s for s in reversed(steps) if isinstance(s, GenerateRunner)), None)
+        second_runner = None
+        if second is not None and last is not None:
+            second_runner = GenerateRunner(
+                step=last.step.model_copy(update={"model": second.model, "route": None}),
+                step_name=f"{last.step_name}:second-opinion",
+                registry=self.prompts,
+                models=self._model_cached,
+                schema=last.schema,
+                store=self.store,
+                routes=self.route,
+            )
+        return Pipeline(
+            name, config, steps, self.store, ingestor=ingestor, second_opinion=second_runner
+        )
 
     def unsynced_prompt_notes(self, pipeline: Pipeline) -> list[str]:
         """Say when a prompt file differs from the version its label serves.
