@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from roadworthy.cli.main import app
 from roadworthy.errors import ConfigError
+from roadworthy.evals import load_dataset
 from roadworthy.review import ReviewQueue
 from roadworthy.store import Store
 
@@ -149,6 +150,9 @@ def test_export_round_trips_into_a_dataset(tmp_path: Path, sqlite_url: str) -> N
     assert example["vars"] == {"text": "refund 900 dollars"}
     assert example["expected"] == {"category": "billing", "amount": 90}
     assert "output_rule" in example["tags"]
+    dataset = load_dataset(path)  # the evaluation runner's own loader accepts it
+    (loaded,) = list(dataset)
+    assert loaded.vars == {"text": "refund 900 dollars"} and loaded.expected_field("amount") == 90
 
 
 def test_review_cli(tmp_path: Path, sqlite_url: str) -> None:
