@@ -23,6 +23,7 @@ from .review import retry_deferred_command, review_app
 from .run import run_command
 from .serve import serve_command
 from .stack import budget_app, drill_command, fake_upstream_command
+from .worker import worker_command
 
 __all__ = ["app", "main"]
 
@@ -56,6 +57,7 @@ app.command("drill")(drill_command)
 app.command("fake-upstream")(fake_upstream_command)
 app.command("serve")(serve_command)
 app.add_typer(keys_app, name="keys")
+app.command("worker")(worker_command)
 
 
 @app.command("check")

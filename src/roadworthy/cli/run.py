@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Annotated
@@ -10,7 +12,10 @@ from typing import IO, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..pipeline import BatchOutcome, ItemResult, Workspace, count_inputs, run_file
+from ..errors import InputRejected
+from ..jobs import EmbeddedQueue, JobSpec
+from ..pipeline import BatchOutcome, ItemResult, Pipeline, Workspace, count_inputs, run_file
+from ..pipeline.batch import _decode, _lines
 from .common import EXIT_CONFIG, console, err_console, handle_errors, load
 from .summary import print_summary
 
@@ -47,6 +52,14 @@ def run_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 unless every item finished done.")
     ] = False,
+    async_: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Queue the lines as jobs for `roadworthy worker` and follow the batch "
+            "(Ctrl-C stops following; the jobs stay queued).",
+        ),
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Run every line of INPUT.jsonl through PIPELINE and print a summary.
@@ -61,6 +74,9 @@ def run_command(
         err_console.print(f"[red]input file not found:[/] {input_path}")
         raise typer.Exit(EXIT_CONFIG)
     loaded = load(project)
+    if async_:
+        _run_async(Workspace(loaded), pipeline, input_path, output=output, strict=strict)
+        return
     total = count_inputs(input_path)
     workspace = Workspace(loaded)
     run_ids: list[str] = []
@@ -125,3 +141,90 @@ def run_command(
         )
         if strict:
             raise typer.Exit(1)
+
+
+def _run_async(
+    workspace: Workspace, name: str, path: Path, *, output: Path | None, strict: bool
+) -> None:
+    """Queue the file as one batch, then follow it until no job is queued or running.
+
+    The batch is a run, so its summary is the same table a synchronous run prints. Lines
+    that are not JSON are rejected here, under their line number; every other line becomes
+    a job whose item carries its line number, as a synchronous run's would.
+    """
+    with ExitStack() as stack:
+        stack.callback(workspace.close)
+        pipe = workspace.pipeline(name)
+        queue = EmbeddedQueue(workspace.store)
+        batch_id = queue.new_batch(name, str(path))
+        specs: list[JobSpec] = []
+        for line_no, raw in _lines(path):
+            try:
+                specs.append(JobSpec(_decode(raw), line_no=line_no))
+            except InputRejected as exc:
+                pipe.reject(exc, raw=raw, run_id=batch_id, line_no=line_no, key=f"line:{line_no}")
+        queue.enqueue_many(name, specs, batch_id=batch_id)
+        err_console.print(
+            f"queued {len(specs)} job(s) as batch {batch_id}; `roadworthy worker` runs them",
+            highlight=False,
+        )
+        if not specs:
+            workspace.store.finish_run(batch_id, "finished")
+        elif not _follow(queue, batch_id, name, len(specs)):
+            err_console.print(
+                f"[yellow]stopped following[/]: batch {batch_id} stays queued "
+                f"(GET /v1/batches/{batch_id})",
+                highlight=False,
+            )
+            raise typer.Exit(130)
+        workspace.store.finish_run(batch_id, "finished")  # the worker may not have yet
+        summary = workspace.store.run_summary(batch_id)
+        print_summary(console, summary, unpriced=workspace.unpriced_models)
+        dead = queue.batch_counts(batch_id)["dead"]
+        if dead:
+            err_console.print(f"[red]{dead} job(s) dead[/]: see their last_error")
+        if output is not None:
+            _write_results(pipe, batch_id, output)
+            console.print(f"results written to {output}")
+        unfinished = sum(v for k, v in summary.items_by_status.items() if k != "done")
+        if strict and (unfinished or dead):
+            raise typer.Exit(1)
+
+
+def _follow(queue: EmbeddedQueue, batch_id: str, name: str, total: int) -> bool:
+    """Show the batch's progress until it is finished; False on Ctrl-C."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task(name, total=total, status="")
+        try:
+            while True:
+                counts = queue.batch_counts(batch_id)
+                label = " ".join(f"{k}={v}" for k, v in counts.items() if v)
+                progress.update(task, completed=counts["done"] + counts["dead"], status=label)
+                if not counts["queued"] and not counts["running"]:
+                    return True
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return False
+
+
+def _write_results(pipe: Pipeline, batch_id: str, output: Path) -> None:
+    with output.open("w", encoding="utf-8") as handle:
+        for row in pipe.store.items_for_run(batch_id):
+            result = ItemResult(
+                status=row["status"],
+                item_id=row["id"],
+                output=row["output"],
+                reason=row["reason"],
+                error_code=row["error_code"],
+                error_field=row["error_field"],
+                line_no=row["line_no"],
+                next_attempt_at=row["next_attempt_at"],
+            )
+            handle.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")

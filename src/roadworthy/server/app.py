@@ -6,6 +6,8 @@ serve`` hands to uvicorn and tests drive through httpx's ASGI transport. Routes:
 * ``POST /v1/pipelines/{name}/run``: one item through a pipeline, answered with its
   result (done, degraded, escalated with the review ticket, deferred, rejected, failed);
 * ``POST /v1/chat/completions``: OpenAI-compatible, streaming and JSON mode included;
+* ``POST /v1/pipelines/{name}/jobs``, ``GET /v1/jobs/{id}``, ``GET /v1/batches/{id}``:
+  the async path; items go to the job queue and ``roadworthy worker`` runs them;
 * ``GET /healthz`` (the process answers) and ``GET /readyz`` (the store answers and its
   schema is at the newest migration).
 
@@ -27,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config.server import ServerConfig
 from ..errors import ConfigError
+from ..jobs import EmbeddedQueue, JobSpec
 from ..models import context as stack_context
 from ..pipeline import Pipeline, Workspace
 from ..store.keys import KeyStore
@@ -34,7 +37,7 @@ from .auth import Authenticator
 from .chat import ChatRequest, chunks, completion_body, run_chat, sse_stream
 from .errors import ApiError
 
-__all__ = ["API_VERSION", "RunRequest", "build_app", "create_app"]
+__all__ = ["API_VERSION", "JobItem", "JobsRequest", "RunRequest", "build_app", "create_app"]
 
 API_VERSION = "1"
 OVERHEAD_HEADER = "x-roadworthy-overhead-ms"
@@ -60,6 +63,31 @@ class RunRequest(BaseModel):
     deadline_s: float | None = Field(
         None, gt=0, description="answer within this many seconds (default: server setting)"
     )
+
+
+class JobItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="the item, shaped as the pipeline's input declares")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the same key again returns the job it first made, not a new one",
+    )
+
+
+class JobsRequest(BaseModel):
+    """One item (``input``) or many (``inputs``), queued as one batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(None, description="one item (give this or inputs)")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    inputs: list[JobItem] | None = Field(
+        None, min_length=1, max_length=10000, description="many items, one job each"
+    )
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
 
 
 class BodyLimit:
@@ -121,6 +149,7 @@ class Gateway:
         self.settings = settings
         self.auth = Authenticator(KeyStore(workspace.store.engine), settings)
         self._pipelines: dict[str, Pipeline] = {}
+        self.jobs = EmbeddedQueue(workspace.store)
 
     def pipeline(self, name: str) -> Pipeline:
         if name not in self._pipelines:
@@ -228,6 +257,66 @@ def build_app() -> FastAPI:
             headers[TRACE_HEADER] = result.trace_id
         return JSONResponse(
             payload, status_code=RUN_STATUS.get(result.status, 500), headers=headers
+        )
+
+    @app.post("/v1/pipelines/{name}/jobs", tags=["jobs"], status_code=202)
+    async def enqueue_jobs(name: str, body: JobsRequest, request: Request) -> JSONResponse:
+        """Queue one item (``input``) or many (``inputs``) for ``roadworthy worker``.
+
+        202 with the batch id and one job id per item, in order. An idempotency key seen
+        before returns the job it first made (which may belong to an earlier batch).
+        """
+        gateway = _gateway(request)
+        gateway.auth.check(request, "run")
+        gateway.pipeline(name)  # 404 for an unknown pipeline, before anything is queued
+        if (body.inputs is None) == ("input" not in body.model_fields_set):
+            raise ApiError(400, "give either input (one item) or inputs (many)", param="input")
+        if body.inputs is not None:
+            specs = [
+                JobSpec(i.input, idempotency_key=i.idempotency_key, priority=body.priority)
+                for i in body.inputs
+            ]
+        else:
+            specs = [JobSpec(body.input, body.idempotency_key, body.priority)]
+        batch_id, ids = gateway.jobs.enqueue_many(name, specs)
+        return JSONResponse(
+            {"batch_id": batch_id, "jobs": [{"id": job_id} for job_id in ids]},
+            status_code=202,
+        )
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def get_job(job_id: str, request: Request) -> JSONResponse:
+        """A job's status, attempts and last error; once done, its item's result too."""
+        gateway = _gateway(request)
+        gateway.auth.check(request, "run")
+        job = gateway.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r}", code="job_not_found", param="job_id")
+        payload = job.to_json()
+        if job.item_id is not None:
+            item = gateway.workspace.store.get_item(job.item_id)
+            if item is not None:
+                payload["result"] = {
+                    "status": item["status"],
+                    "output": item["output"],
+                    "reason": item["reason"],
+                    "error_code": item["error_code"],
+                    "trace_id": item["trace_id"],
+                }
+        return JSONResponse(payload)
+
+    @app.get("/v1/batches/{batch_id}", tags=["jobs"])
+    async def get_batch(batch_id: str, request: Request) -> JSONResponse:
+        """How many of a batch's jobs are queued, running, done and dead."""
+        gateway = _gateway(request)
+        gateway.auth.check(request, "run")
+        counts = gateway.jobs.batch_counts(batch_id)
+        total = sum(counts.values())
+        if not total:
+            raise ApiError(404, f"no batch {batch_id!r}", code="batch_not_found", param="batch_id")
+        finished = counts["queued"] == 0 and counts["running"] == 0
+        return JSONResponse(
+            {"id": batch_id, "total": total, "counts": counts, "finished": finished}
         )
 
     @app.post("/v1/chat/completions", tags=["openai"])

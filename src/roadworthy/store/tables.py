@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 __all__ = [
     "ITEM_STATUSES",
+    "JOB_STATUSES",
     "TERMINAL_STATUSES",
     "budget_alerts",
     "budget_counters",
@@ -36,6 +37,7 @@ __all__ = [
     "eval_results",
     "eval_runs",
     "items",
+    "jobs",
     "label_moves",
     "metadata",
     "prompt_labels",
@@ -344,4 +346,38 @@ cache_entries = Table(
     Index("ix_cache_entries_route_used", "route", "used_at"),
     Index("ix_cache_entries_prompt", "prompt_id", "prompt_version"),
     Index("ix_cache_entries_partition", "partition"),
+)
+
+# The embedded job queue (roadworthy.jobs). A job is ``queued`` until a worker claims it
+# (``running`` with a lease deadline and a fresh ``lease_token``), then ``done`` or, after
+# ``max_attempts``, ``dead`` with its last error. ``batch_id`` is a ``runs`` row and
+# ``line_no`` the item's line in it: (batch_id, line_no) names the one item a job
+# produces, which is how a job that runs twice finishes its item instead of adding one.
+JOB_STATUSES = ("queued", "running", "done", "dead")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("batch_id", String(36), ForeignKey("runs.id"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("payload", JSON),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("idempotency_key", String(200), unique=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="5"),
+    Column("backoff_s", Float, nullable=False, server_default="5"),
+    Column("run_after", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("lease_token", String(36)),
+    Column("worker_id", String(200)),
+    Column("item_id", String(36)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_jobs_claim", "status", "priority", "run_after"),
+    Index("ix_jobs_batch_line", "batch_id", "line_no", unique=True),
 )

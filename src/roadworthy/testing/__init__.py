@@ -5,6 +5,6 @@
   fails on a schedule (429 with Retry-After, 5xx, hangs, resets, malformed bodies).
 """
 
-from .faults import PRESETS, Fault, FaultServer, UpstreamLimits, load_schedule
+from .faults import PRESETS, BatchOutcome, Fault, FaultServer, UpstreamLimits, load_schedule
 
-__all__ = ["PRESETS", "Fault", "FaultServer", "UpstreamLimits", "load_schedule"]
+__all__ = ["PRESETS", "BatchOutcome", "Fault", "FaultServer", "UpstreamLimits", "load_schedule"]

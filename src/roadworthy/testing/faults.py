@@ -19,13 +19,29 @@ tests run against. :func:`load_schedule` reads the same from a YAML/JSON file fo
     cycle: true
     mix: {ok: 0.8, error_503: 0.1, reset: 0.1}   # instead of faults, with seed
     limits: {rpm: 600, tpm: 100000, window_s: 60}
+    batches: [{status: expired, finished: 2}, {status: completed, polls: 3}]
+
+The server also speaks the provider batch APIs, so batch code is tested offline: OpenAI's
+``POST /v1/files`` (multipart, purpose=batch), ``POST /v1/batches``, ``GET
+/v1/batches/{id}``, ``POST /v1/batches/{id}/cancel`` and ``GET /v1/files/{id}/content``;
+Anthropic's ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}``, ``.../cancel``
+and ``.../results``. Each request line of a batch takes the next fault of the same schedule
+when the batch finishes, so some requests in a batch can fail while others succeed. A batch
+moves one step per status poll (validating -> in_progress -> completed) unless the next
+:class:`BatchOutcome` queued with :meth:`FaultServer.push_batch` (or ``batches:`` in a
+schedule file) says it expires or fails; :meth:`FaultServer.push_control` fails the
+upload, create, poll and download calls themselves.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import itertools
 import json
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -38,7 +54,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PRESETS", "Fault", "FaultServer", "UpstreamLimits", "load_schedule"]
+__all__ = ["PRESETS", "BatchOutcome", "Fault", "FaultServer", "UpstreamLimits", "load_schedule"]
 
 
 @dataclass
@@ -184,6 +200,66 @@ def _anthropic_body(fault: Fault, model: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """How one provider batch ends on the fake upstream.
+
+    ``polls`` is how many status polls see it in progress first. ``expired`` lets the first
+    ``finished`` request lines run and expires the rest, as a provider does when the
+    24-hour window passes; ``failed`` rejects the whole batch (validation failure).
+    """
+
+    status: str = "completed"  # completed | expired | failed
+    polls: int = 1
+    finished: int = 0
+    message: str = "injected batch failure"
+
+    @classmethod
+    def completed(cls, polls: int = 1) -> BatchOutcome:
+        return cls("completed", polls=polls)
+
+    @classmethod
+    def expired(cls, finished: int = 0, polls: int = 1) -> BatchOutcome:
+        return cls("expired", polls=polls, finished=finished)
+
+    @classmethod
+    def failed(cls, message: str = "injected batch failure") -> BatchOutcome:
+        return cls("failed", polls=0, message=message)
+
+
+@dataclass
+class _Batch:
+    """One batch's state on the fake upstream."""
+
+    id: str
+    api: str  # openai | anthropic
+    lines: list[dict[str, Any]]
+    outcome: BatchOutcome
+    input_file_id: str | None = None
+    endpoint: str = "/v1/chat/completions"
+    status: str = "validating"
+    polls_left: int = 0
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+_BATCH_PATH = re.compile(r"/(files|batches)(/|$)")
+
+# Anthropic's error types by HTTP status, for batch lines that end "errored".
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
 class FaultServer:
     def __init__(
         self,
@@ -196,6 +272,7 @@ class FaultServer:
         limits: UpstreamLimits | None = None,
         usage_from_request: bool = False,
         keep_requests: bool = True,
+        batch_outcomes: Iterable[BatchOutcome] = (),
     ) -> None:
         self.schedule: deque[Fault] = deque(schedule)
         self.requests: list[dict[str, Any]] = []
@@ -212,20 +289,38 @@ class FaultServer:
         self._window_tokens = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, _Batch] = {}
+        self.batch_outcomes: deque[BatchOutcome] = deque(batch_outcomes)
+        self.control_faults: deque[Fault] = deque()  # for the files/batches calls themselves
+        self._ids = itertools.count(1)
+        self._headers: dict[str, str] = {}  # of the batch request being answered
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY the body waits for
+            # the client's delayed ACK (~40 ms a response), which dominates batch polling.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
             def do_GET(self) -> None:
-                self._send(200, b'{"data": []}')
+                answer = server._batch_get(self.path)
+                if answer is None:
+                    self._send(200, b'{"data": []}')
+                else:
+                    self._send(*answer)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                payload = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                answer = server._batch_post(self.path, dict(self.headers), raw)
+                if answer is not None:
+                    self._send(*answer)
+                    return
+                payload = json.loads(raw or b"{}")
                 with server._lock:
                     if server.keep_requests:
                         server.requests.append(
@@ -237,10 +332,14 @@ class FaultServer:
                 server._answer(self, fault, payload)
 
             def _send(
-                self, status: int, body: bytes, headers: dict[str, str] | None = None
+                self,
+                status: int,
+                body: bytes,
+                headers: dict[str, str] | None = None,
+                content_type: str = "application/json",
             ) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(body)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
@@ -262,6 +361,30 @@ class FaultServer:
     def push(self, *faults: Fault) -> None:
         with self._lock:
             self.schedule.extend(faults)
+
+    def push_control(self, *faults: Fault) -> None:
+        """Fail the next calls to the files/batches endpoints themselves (uploads, polls).
+
+        Only ``status`` and ``body`` faults apply there (``ok`` lets one call through); the
+        per-request schedule is untouched.
+        """
+        with self._lock:
+            self.control_faults.extend(faults)
+
+    def _control_fault(self, path: str) -> FaultServer._Answer | None:
+        if not self.control_faults or not _BATCH_PATH.search(path):
+            return None
+        fault = self.control_faults.popleft()
+        if fault.kind == "ok":
+            return None  # let this one through
+        if fault.kind not in ("status", "body"):
+            raise ValueError(f"control faults are status or body faults, not {fault.kind!r}")
+        return fault.status_code, fault.body or b"", dict(fault.headers), "application/json"
+
+    def push_batch(self, *outcomes: BatchOutcome) -> None:
+        """Queue how the next batches end (default: each completes after one poll)."""
+        with self._lock:
+            self.batch_outcomes.extend(outcomes)
 
     def _next_fault(self) -> Fault:
         if self.schedule:
@@ -366,6 +489,288 @@ class FaultServer:
         else:
             raise ValueError(f"unknown fault kind {fault.kind!r}")
 
+    # -- batch APIs ---------------------------------------------------------------------
+
+    _Answer = tuple[int, bytes, dict[str, str], str]
+
+    @staticmethod
+    def _json(status: int, body: Any) -> FaultServer._Answer:
+        return status, json.dumps(body).encode(), {}, "application/json"
+
+    def _not_found(self, what: str) -> FaultServer._Answer:
+        return self._json(404, {"error": {"message": f"no such {what}", "type": "not_found"}})
+
+    def _batch_post(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> FaultServer._Answer | None:
+        """Answer a POST to a files or batches endpoint, or None for any other path."""
+        path = path.split("?", 1)[0].rstrip("/")
+        parts = path.split("/")
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        with self._lock:
+            injected = self._control_fault(path)
+            if injected is not None:
+                return injected
+            self._headers = headers
+            if path.endswith("/messages/batches"):
+                return self._anthropic_create(json.loads(raw or b"{}"))
+            if path.endswith("/cancel") and len(parts) >= 3 and parts[-3] == "batches":
+                batch = self.batches.get(parts[-2])
+                if batch is None:
+                    return self._not_found("batch")
+                self._cancel(batch)
+                return self._json(200, self._batch_view(batch))
+            if path.endswith("/files"):
+                return self._upload(content_type, raw)
+            if path.endswith("/batches"):
+                return self._openai_create(json.loads(raw or b"{}"))
+        return None
+
+    def _batch_get(self, path: str) -> FaultServer._Answer | None:
+        path = path.split("?", 1)[0].rstrip("/")
+        parts = path.split("/")
+        with self._lock:
+            injected = self._control_fault(path)
+            if injected is not None:
+                return injected
+            if len(parts) >= 3 and parts[-1] == "content" and parts[-3] == "files":
+                data = self.files.get(parts[-2])
+                if data is None:
+                    return self._not_found("file")
+                return 200, data, {}, "application/octet-stream"
+            if len(parts) >= 3 and parts[-1] == "results" and parts[-3] == "batches":
+                batch = self.batches.get(parts[-2])
+                if batch is None or batch.status != "ended":
+                    return self._not_found("results")
+                body = "".join(json.dumps(r) + "\n" for r in batch.results).encode()
+                return 200, body, {}, "application/binary"
+            if len(parts) >= 2 and parts[-2] == "batches":
+                batch = self.batches.get(parts[-1])
+                if batch is None:
+                    return self._not_found("batch")
+                self._advance(batch)
+                return self._json(200, self._batch_view(batch))
+        return None
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}"
+
+    def _upload(self, content_type: str, raw: bytes) -> FaultServer._Answer:
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+        fields: dict[str, bytes] = {}
+        filename = "upload"
+        if message.is_multipart():
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                payload = part.get_payload(decode=True)
+                if isinstance(name, str) and isinstance(payload, bytes):
+                    fields[name] = payload
+                    filename = part.get_filename() or filename
+        if "file" not in fields:
+            return self._json(400, {"error": {"message": "missing file", "type": "invalid"}})
+        file_id = self._new_id("file-")
+        self.files[file_id] = fields["file"]
+        purpose = fields.get("purpose", b"").decode()
+        if self.keep_requests:
+            self.requests.append(
+                {
+                    "path": "/v1/files",
+                    "headers": self._headers,
+                    "json": {"purpose": purpose},
+                    "file": file_id,
+                }
+            )
+        return self._json(
+            200,
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(fields["file"]),
+                "filename": filename,
+                "purpose": purpose,
+            },
+        )
+
+    def _openai_create(self, payload: dict[str, Any]) -> FaultServer._Answer:
+        if self.keep_requests:
+            self.requests.append({"path": "/v1/batches", "headers": self._headers, "json": payload})
+        data = self.files.get(str(payload.get("input_file_id")))
+        if data is None:
+            return self._not_found("input file")
+        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        batch = _Batch(
+            id=self._new_id("batch_"),
+            api="openai",
+            lines=lines,
+            outcome=self.batch_outcomes.popleft() if self.batch_outcomes else BatchOutcome(),
+            input_file_id=str(payload["input_file_id"]),
+            endpoint=str(payload.get("endpoint", "/v1/chat/completions")),
+        )
+        batch.polls_left = batch.outcome.polls
+        self.batches[batch.id] = batch
+        return self._json(200, self._batch_view(batch))
+
+    def _anthropic_create(self, payload: dict[str, Any]) -> FaultServer._Answer:
+        if self.keep_requests:
+            self.requests.append(
+                {"path": "/v1/messages/batches", "headers": self._headers, "json": payload}
+            )
+        batch = _Batch(
+            id=self._new_id("msgbatch_"),
+            api="anthropic",
+            lines=list(payload.get("requests") or []),
+            outcome=self.batch_outcomes.popleft() if self.batch_outcomes else BatchOutcome(),
+            status="in_progress",
+        )
+        batch.polls_left = batch.outcome.polls
+        self.batches[batch.id] = batch
+        return self._json(200, self._batch_view(batch))
+
+    def _advance(self, batch: _Batch) -> None:
+        """One status poll's worth of progress."""
+        outcome = batch.outcome
+        if batch.status == "validating":
+            if outcome.status == "failed":
+                batch.status = "failed"
+            else:
+                batch.status = "in_progress"
+            return
+        if batch.status != "in_progress":
+            return
+        if batch.polls_left > 0:
+            batch.polls_left -= 1
+            return
+        limit = len(batch.lines) if outcome.status == "completed" else outcome.finished
+        self._finish(batch, limit, "expired" if outcome.status != "completed" else "completed")
+
+    def _cancel(self, batch: _Batch) -> None:
+        if batch.status in ("validating", "in_progress"):
+            self._finish(batch, 0, "cancelled")
+
+    def _finish(self, batch: _Batch, limit: int, status: str) -> None:
+        """Run the first ``limit`` lines through the schedule; the rest end as ``status``."""
+        out: list[str] = []
+        err: list[str] = []
+        for n, line in enumerate(batch.lines):
+            custom_id = str(line.get("custom_id"))
+            if batch.api == "anthropic":
+                params = line.get("params") or {}
+                if n < limit:
+                    batch.results.append(
+                        {"custom_id": custom_id, "result": self._run_anthropic_line(params)}
+                    )
+                else:
+                    kind = "expired" if status == "expired" else "canceled"
+                    batch.results.append({"custom_id": custom_id, "result": {"type": kind}})
+                batch.counts[batch.results[-1]["result"]["type"]] += 1
+                continue
+            record: dict[str, Any] = {"id": f"batch_req_{n}", "custom_id": custom_id}
+            if n < limit:
+                code, body = self._run_openai_line(line.get("body") or {})
+                record["response"] = {"status_code": code, "request_id": f"req_{n}", "body": body}
+                record["error"] = None
+                (out if code == 200 else err).append(json.dumps(record))
+                batch.counts["completed" if code == 200 else "failed"] += 1
+            else:
+                code_name = "batch_expired" if status == "expired" else "batch_cancelled"
+                record["response"] = None
+                record["error"] = {"code": code_name, "message": f"request {status}"}
+                err.append(json.dumps(record))
+                batch.counts["failed"] += 1
+        if batch.api == "anthropic":
+            batch.status = "ended"
+            return
+        batch.status = status
+        if out:
+            batch.output_file_id = self._new_id("file-")
+            self.files[batch.output_file_id] = ("\n".join(out) + "\n").encode()
+        if err:
+            batch.error_file_id = self._new_id("file-")
+            self.files[batch.error_file_id] = ("\n".join(err) + "\n").encode()
+
+    def _line_fault(self, payload: dict[str, Any], anthropic: bool) -> Fault:
+        self.served["batch_line"] += 1
+        fault = self._next_fault()
+        if fault.kind in ("ok", "slow") and fault.usage is None and self.usage_from_request:
+            prompt = _prompt_tokens(payload)
+            completion = max(1, len(fault.text.split()))
+            usage: dict[str, Any] = (
+                {"input_tokens": prompt, "output_tokens": completion}
+                if anthropic
+                else {"prompt_tokens": prompt, "completion_tokens": completion}
+            )
+            fault = Fault(fault.kind, text=fault.text, usage=usage)
+        return fault
+
+    @staticmethod
+    def _line_error(fault: Fault) -> tuple[int, dict[str, Any]]:
+        """A failed line's status and error body; transport faults become a 500."""
+        if fault.kind in ("status", "body") and fault.status_code >= 400:
+            try:
+                body = json.loads(fault.body or b"{}")
+            except ValueError:
+                body = {"error": {"message": (fault.body or b"").decode("utf-8", "replace")}}
+            return fault.status_code, body if isinstance(body, dict) else {"error": body}
+        return 500, {"error": {"message": f"injected {fault.kind}", "type": "server_error"}}
+
+    def _run_openai_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        fault = self._line_fault(body, anthropic=False)
+        if fault.kind in ("ok", "slow"):
+            return 200, _openai_body(fault, str(body.get("model", "fault-model")))
+        return self._line_error(fault)
+
+    def _run_anthropic_line(self, params: dict[str, Any]) -> dict[str, Any]:
+        fault = self._line_fault(params, anthropic=True)
+        if fault.kind in ("ok", "slow"):
+            message = _anthropic_body(fault, str(params.get("model", "fault-model")))
+            return {"type": "succeeded", "message": message}
+        code, body = self._line_error(fault)
+        inner = body.get("error") if isinstance(body.get("error"), dict) else {}
+        error = {
+            "type": _ANTHROPIC_ERROR_TYPES.get(code, "api_error"),
+            "message": str((inner or {}).get("message", "injected failure")),
+        }
+        return {"type": "errored", "error": {"type": "error", "error": error}}
+
+    def _batch_view(self, batch: _Batch) -> dict[str, Any]:
+        if batch.api == "anthropic":
+            ended = batch.status == "ended"
+            return {
+                "id": batch.id,
+                "type": "message_batch",
+                "processing_status": batch.status,
+                "request_counts": {
+                    "processing": 0 if ended else len(batch.lines),
+                    "succeeded": batch.counts["succeeded"],
+                    "errored": batch.counts["errored"],
+                    "canceled": batch.counts["canceled"],
+                    "expired": batch.counts["expired"],
+                },
+                "results_url": f"{self.url}/v1/messages/batches/{batch.id}/results"
+                if ended
+                else None,
+            }
+        errors = None
+        if batch.status == "failed":
+            errors = {"data": [{"code": "invalid_batch", "message": batch.outcome.message}]}
+        return {
+            "id": batch.id,
+            "object": "batch",
+            "endpoint": batch.endpoint,
+            "input_file_id": batch.input_file_id,
+            "completion_window": "24h",
+            "status": batch.status,
+            "output_file_id": batch.output_file_id,
+            "error_file_id": batch.error_file_id,
+            "errors": errors,
+            "request_counts": {
+                "total": len(batch.lines),
+                "completed": batch.counts["completed"],
+                "failed": batch.counts["failed"],
+            },
+        }
+
     def start(self) -> FaultServer:
         self._thread.start()
         return self
@@ -386,8 +791,10 @@ def load_schedule(path: str | Path) -> dict[str, Any]:
     """Read a schedule file into :class:`FaultServer` keyword arguments."""
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a schedule is a mapping (faults, cycle, mix, seed, limits)")
-    unknown = set(raw) - {"faults", "cycle", "mix", "seed", "limits"}
+        raise ValueError(
+            f"{path}: a schedule is a mapping (faults, cycle, mix, seed, limits, batches)"
+        )
+    unknown = set(raw) - {"faults", "cycle", "mix", "seed", "limits", "batches"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     faults: list[Fault] = []
@@ -401,10 +808,15 @@ def load_schedule(path: str | Path) -> dict[str, Any]:
         if name not in PRESETS:
             raise ValueError(f"{path}: unknown fault preset {name!r} in mix")
     limits = raw.get("limits")
+    batches = [BatchOutcome(**dict(entry)) for entry in raw.get("batches") or []]
+    for outcome in batches:
+        if outcome.status not in ("completed", "expired", "failed"):
+            raise ValueError(f"{path}: batch status is completed, expired or failed")
     return {
         "schedule": faults,
         "cycle": bool(raw.get("cycle", False)),
         "mix": mix,
         "seed": int(raw.get("seed", 0)),
         "limits": UpstreamLimits(**limits) if limits else None,
+        "batch_outcomes": batches,
     }

@@ -1,0 +1,94 @@
+"""``roadworthy worker``: run queued jobs until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..jobs import EmbeddedQueue, Worker, WorkerStats
+from ..pipeline import Workspace
+from .common import console, err_console, handle_errors, load
+
+__all__ = ["worker_command"]
+
+
+@handle_errors
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=256, help="Jobs in flight at once.")
+    ] = 4,
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option("--pipeline", help="Only run jobs of this pipeline (repeatable)."),
+    ] = None,
+    lease_s: Annotated[
+        float,
+        typer.Option("--lease", min=0.5, help="Seconds a claim holds a job without a heartbeat."),
+    ] = 60.0,
+    poll_s: Annotated[
+        float, typer.Option("--poll", min=0.01, help="Seconds between looks at an empty queue.")
+    ] = 1.0,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="Name in the jobs table (default host:pid).")
+    ] = None,
+    project: Annotated[Path | None, typer.Option("--project", "-p", help="Project folder.")] = None,
+) -> None:
+    """Run jobs from the queue (`roadworthy run --async`, POST /v1/pipelines/NAME/jobs).
+
+    Delivery is at least once and each job still ends with exactly one item. SIGTERM or
+    Ctrl-C stops claiming and finishes the jobs in flight; a second one releases them
+    back to the queue at once. Exits 0 after a clean stop.
+    """
+    loaded = load(project)
+    workspace = Workspace(loaded)
+    try:
+        for name in pipeline or []:
+            workspace.pipeline(name)  # an unknown name is a usage error, before any claim
+        queue = EmbeddedQueue(workspace.store)
+        worker = Worker(
+            workspace,
+            queue,
+            concurrency=concurrency,
+            lease_s=lease_s,
+            poll_s=poll_s,
+            pipelines=pipeline or None,
+            worker_id=worker_id,
+        )
+        err_console.print(
+            f"worker {worker.worker_id}: concurrency {concurrency}, lease {lease_s:g}s"
+            + (f", pipelines {', '.join(pipeline)}" if pipeline else ""),
+            highlight=False,
+        )
+        stats = asyncio.run(_serve(worker))
+        console.print(
+            f"worker stopped: {stats.done} done, {stats.failed} failed, "
+            f"{stats.released} released, {stats.lost} lost to other workers",
+            highlight=False,
+        )
+    finally:
+        workspace.close()
+
+
+async def _serve(worker: Worker) -> WorkerStats:
+    stop, stop_now = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            err_console.print("stopping now: releasing jobs in flight")
+            stop_now.set()
+        else:
+            err_console.print("stopping: finishing jobs in flight (signal again to release)")
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await worker.run(stop, stop_now)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
