@@ -89,3 +89,21 @@ def test_missing_variable_is_an_error_naming_the_prompt() -> None:
 def test_sandbox_blocks_python_internals(source: str) -> None:
     with pytest.raises(PromptRenderError):
         render_text(source, {"text": "x", "cycler": object()})
+
+
+def test_local_provider_without_the_extra_names_the_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from roadworthy.errors import ConfigError
+    from roadworthy.providers.local import LocalProvider
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"pip install --no-cache-dir 'roadworthy\[local\]'"):
+        LocalProvider()

@@ -29,7 +29,9 @@ def serve_command(
     try:
         import uvicorn
     except ImportError:
-        err_console.print("serving needs the [server] extra: pip install 'roadworthy[server]'")
+        err_console.print(
+            "serving needs the [server] extra: pip install 'roadworthy[server]'", markup=False
+        )
         raise typer.Exit(2) from None
     from ..server import create_app
 

@@ -13,6 +13,7 @@ details matter in production:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import threading
 import uuid
@@ -97,6 +98,9 @@ class LocalProvider:
         n_threads: int | None = None,
         timeout_s: float = 120.0,
     ) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            # Fail when the project is opened, not once per item in the middle of a batch.
+            raise ConfigError(_INSTALL_HINT)
         self.name = name
         self._model_path = Path(model_path) if model_path else None
         self._n_ctx = n_ctx
