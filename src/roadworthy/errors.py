@@ -95,11 +95,11 @@ class Refused(RoadworthyError):
 
 
 class BudgetExceeded(Refused):
-    pass
+    """A hard budget limit would be crossed by this call's estimated cost."""
 
 
 class CircuitOpen(Refused):
-    pass
+    """The model's breaker is open: recent calls failed, so it is skipped, not awaited."""
 
 
 class ProviderError(RoadworthyError):
@@ -136,23 +136,23 @@ class ProviderUnavailable(ProviderError):
 
 
 class ContextTooLong(ProviderError):
-    pass
+    """The request does not fit the model's context window; only a larger model helps."""
 
 
 class ContentFiltered(ProviderError):
-    pass
+    """The provider's safety system blocked it; retrying the same text will not help."""
 
 
 class AuthFailed(ProviderError):
-    pass
+    """401/403: a key or permission problem, never worth a retry."""
 
 
 class BadRequest(ProviderError):
-    pass
+    """Another 4xx: the request itself is wrong, so retrying cannot help."""
 
 
 class NotFound(BadRequest):
-    pass
+    """404: an unknown model or endpoint, usually a typo in config."""
 
 
 class MalformedResponse(ProviderError):

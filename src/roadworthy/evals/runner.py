@@ -29,7 +29,7 @@ from ..pipeline.generate import GenerateContext, GenerateRunner
 from ..prompts import parse_ref
 from ..prompts.registry import estimate_tokens
 from ..providers.base import Usage
-from ..providers.pricing import call_cost
+from ..providers.pricing import Price, call_cost
 from ..store.store import now
 from ..store.tables import calls, eval_cache, eval_results, eval_runs
 from .datasets import Example
@@ -144,6 +144,7 @@ class EvalRunner:
         self.on_result = on_result
         self.pipeline_config = self._config()
         self.pipeline = self.ws.pipeline(suite.spec.pipeline, config=self.pipeline_config)
+        self.judge_price: Price | None = None  # judge calls are priced apart from the system
         self.scorers = self._scorers()
 
     # -- set-up -------------------------------------------------------------------------
@@ -174,6 +175,7 @@ class EvalRunner:
         judge = self.suite.spec.judge
         if judge is not None:
             bound = self.ws.model(judge.model)
+            self.judge_price = bound.price
             inject["judge"] = JudgeModel(
                 bound.provider, bound.config.id, max_tokens=judge.max_tokens
             )
@@ -359,16 +361,9 @@ class EvalRunner:
             )
         for score in result.scores.values():
             for call in score.calls:
-                price = None
-                try:
-                    price = (
-                        self.ws.model(self.suite.spec.judge.model).price
-                        if self.suite.spec.judge
-                        else None
-                    )
-                except (ConfigError, KeyError):
-                    price = None
-                judge_cost = call_cost(call.usage, price) if call.usage is not None else None
+                judge_cost = (
+                    call_cost(call.usage, self.judge_price) if call.usage is not None else None
+                )
                 run.judge_cost_usd = (
                     None
                     if run.judge_cost_usd is None or judge_cost is None

@@ -32,7 +32,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -107,6 +107,21 @@ class BatchSubmission:
     round: int = 1  # 1 for the first submission, 2 for the first resubmission, ...
     input_file_id: str | None = None
 
+    @classmethod
+    def from_created(
+        cls,
+        provider: str,
+        created: dict[str, Any],
+        custom_ids: tuple[str, ...],
+        round: int,
+        input_file_id: str | None = None,
+    ) -> BatchSubmission:
+        """The submission a provider's create response describes; no id is malformed."""
+        batch_id = created.get("id")
+        if not isinstance(batch_id, str):
+            raise MalformedResponse(f"{provider} batch create returned no id", provider=provider)
+        return cls(provider, batch_id, custom_ids, round, input_file_id)
+
 
 @dataclass(frozen=True)
 class BatchPoll:
@@ -116,6 +131,19 @@ class BatchPoll:
     done: bool
     counts: dict[str, int] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_status(
+        cls, data: dict[str, Any], status_key: str, terminal: Iterable[str]
+    ) -> BatchPoll:
+        status = str(data.get(status_key))
+        counts = data.get("request_counts")
+        return cls(
+            status=status,
+            done=status in terminal,
+            counts=dict(counts) if isinstance(counts, dict) else {},
+            raw=data,
+        )
 
 
 @dataclass

@@ -70,26 +70,13 @@ class AnthropicBatch(HttpBatchBackend):
         created = await self.send_json(
             "POST", _PATH, content=body, headers={"content-type": "application/json"}
         )
-        batch_id = created.get("id")
-        if not isinstance(batch_id, str):
-            raise MalformedResponse(f"{self.name} batch create returned no id", provider=self.name)
-        return BatchSubmission(
-            provider=self.name,
-            batch_id=batch_id,
-            custom_ids=tuple(cid for cid, _ in entries),
-            round=round,
+        return BatchSubmission.from_created(
+            self.name, created, tuple(cid for cid, _ in entries), round
         )
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll:
         data = await self.send_json("GET", f"{_PATH}/{submission.batch_id}")
-        status = str(data.get("processing_status"))
-        counts = data.get("request_counts")
-        return BatchPoll(
-            status=status,
-            done=status == "ended",
-            counts=dict(counts) if isinstance(counts, dict) else {},
-            raw=data,
-        )
+        return BatchPoll.from_status(data, "processing_status", ("ended",))
 
     async def cancel(self, submission: BatchSubmission) -> None:
         await self.send("POST", f"{_PATH}/{submission.batch_id}/cancel")

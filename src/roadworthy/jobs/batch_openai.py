@@ -82,27 +82,13 @@ class OpenAIBatch(HttpBatchBackend):
         if self.metadata:
             body["metadata"] = self.metadata
         created = await self.send_json("POST", "/batches", json=body)
-        batch_id = created.get("id")
-        if not isinstance(batch_id, str):
-            raise MalformedResponse(f"{self.name} batch create returned no id", provider=self.name)
-        return BatchSubmission(
-            provider=self.name,
-            batch_id=batch_id,
-            custom_ids=tuple(cid for cid, _ in entries),
-            round=round,
-            input_file_id=file_id,
+        return BatchSubmission.from_created(
+            self.name, created, tuple(cid for cid, _ in entries), round, input_file_id=file_id
         )
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll:
         data = await self.send_json("GET", f"/batches/{submission.batch_id}")
-        status = str(data.get("status"))
-        counts = data.get("request_counts")
-        return BatchPoll(
-            status=status,
-            done=status in _TERMINAL,
-            counts=dict(counts) if isinstance(counts, dict) else {},
-            raw=data,
-        )
+        return BatchPoll.from_status(data, "status", _TERMINAL)
 
     async def cancel(self, submission: BatchSubmission) -> None:
         await self.send("POST", f"/batches/{submission.batch_id}/cancel")

@@ -194,14 +194,7 @@ class Cached:
 
     def bind_request(self, request: CompletionRequest) -> CompletionRequest:
         """The request this hop's model will get (its prompt variant, its model id)."""
-        builder = ctx.request_for_model.get()
-        if builder is not None:
-            variant = builder(self.model_name)
-            if variant is not None:
-                request = dataclasses.replace(variant, timeout_s=request.timeout_s)
-        if request.model != self.model_id:
-            request = dataclasses.replace(request, model=self.model_id)
-        return request
+        return ctx.bind_to_model(request, self.model_name, self.model_id)
 
     def cacheable(self, request: CompletionRequest) -> bool:
         return self.policy.nondeterministic or not (request.temperature or 0) > 0

@@ -9,6 +9,7 @@ out, so concurrent calls in different tasks never see each other's values.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,6 +22,7 @@ __all__ = [
     "CallContext",
     "attempt",
     "bind",
+    "bind_to_model",
     "call_context",
     "deadline",
     "fallback_depth",
@@ -86,3 +88,19 @@ def bind(var: ContextVar[T], value: T) -> Iterator[None]:
         yield
     finally:
         var.reset(token)
+
+
+def bind_to_model(request: CompletionRequest, model_name: str, model_id: str) -> CompletionRequest:
+    """The request as one model of a route should get it: its prompt variant, its model id.
+
+    Every hop-level wrapper that needs the final request (recording, caching) asks here, so
+    they all agree on what was actually sent.
+    """
+    builder = request_for_model.get()
+    if builder is not None:
+        variant = builder(model_name)
+        if variant is not None:
+            request = dataclasses.replace(variant, timeout_s=request.timeout_s)
+    if request.model != model_id:
+        request = dataclasses.replace(request, model=model_id)
+    return request

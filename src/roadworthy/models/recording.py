@@ -95,14 +95,7 @@ class Recorded:
 
     def bind_request(self, request: CompletionRequest) -> CompletionRequest:
         """The request as this model should get it: its prompt variant and its model id."""
-        builder = ctx.request_for_model.get()
-        if builder is not None:
-            variant = builder(self.model_name)
-            if variant is not None:
-                request = dataclasses.replace(variant, timeout_s=request.timeout_s)
-        if request.model != self.model_id:
-            request = dataclasses.replace(request, model=self.model_id)
-        return request
+        return ctx.bind_to_model(request, self.model_name, self.model_id)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         request = self.bind_request(request)
