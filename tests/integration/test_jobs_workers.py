@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,9 +58,15 @@ def project(tmp_path: Path, store_url: str) -> Iterator[tuple[Path, Store]]:
 def start_worker(root: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "roadworthy.cli.main", "worker", "--project", str(root)]
     cmd += ["--id", name, "--poll", "0.05", *extra]
-    return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ}
-    )
+    # A file, not a pipe: nobody reads the pipe while the worker runs, and a worker that
+    # fills a pipe buffer blocks on its next write and never exits.
+    with tempfile.NamedTemporaryFile(prefix=f"worker-{name}-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    _LOGS[proc.pid] = Path(log.name)
+    return proc
+
+
+_LOGS: dict[int, Path] = {}
 
 
 def wait_for(what: str, check: Callable[[], bool], *procs: subprocess.Popen[bytes]) -> None:
@@ -67,7 +74,8 @@ def wait_for(what: str, check: Callable[[], bool], *procs: subprocess.Popen[byte
     while not check():
         for proc in procs:
             if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
+                log = _LOGS.get(proc.pid)
+                out = log.read_text(errors="replace") if log else ""
                 pytest.fail(f"worker exited {proc.returncode} while waiting for {what}:\n{out}")
         if time.monotonic() > guard:
             pytest.fail(f"gave up waiting for {what}")
