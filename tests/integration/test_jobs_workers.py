@@ -61,12 +61,26 @@ def start_worker(root: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
     # A file, not a pipe: nobody reads the pipe while the worker runs, and a worker that
     # fills a pipe buffer blocks on its next write and never exits.
     with tempfile.NamedTemporaryFile(prefix=f"worker-{name}-", suffix=".log", delete=False) as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     _LOGS[proc.pid] = Path(log.name)
     return proc
 
 
 _LOGS: dict[int, Path] = {}
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then wait; a worker that does not exit is made to dump its stacks."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=GUARD_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait()
+        log = _LOGS.get(proc.pid)
+        out = log.read_text(errors="replace") if log else ""
+        pytest.fail(f"worker did not exit {GUARD_S:g}s after SIGTERM:\n{out}")
 
 
 def wait_for(what: str, check: Callable[[], bool], *procs: subprocess.Popen[bytes]) -> None:
@@ -134,8 +148,7 @@ def test_sigkilled_worker_jobs_finish_on_another_with_one_item_each(
             second,
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=GUARD_S) == 0
+        assert stop_worker(second) == 0
 
     rows = store.items_for_run(batch)
     assert sorted(r["line_no"] for r in rows) == list(range(1, n + 1))  # one item per job
@@ -155,8 +168,9 @@ def test_sigterm_finishes_jobs_in_flight_and_exits_zero(project: tuple[Path, Sto
     batch, _ = queue.enqueue_many("triage", [JobSpec({"text": f"t{i}"}) for i in range(20)])
     worker = start_worker(root, "polite", "--lease", "30", "-c", "2")
     wait_for("a job in flight", lambda: queue.batch_counts(batch)["running"] >= 1, worker)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=GUARD_S) == 0
+    assert stop_worker(worker) == 0
+    out = _LOGS[worker.pid].read_text(errors="replace")
+    assert "drain overran" not in out, out  # 0.4 s jobs drain well inside the deadline
     counts = queue.batch_counts(batch)
     assert counts["running"] == 0 and counts["done"] >= 1 and counts["queued"] >= 1
     assert counts["done"] + counts["queued"] == 20
@@ -184,8 +198,7 @@ def test_run_async_queues_the_file_and_follows_it(tmp_path: Path, sqlite_url: st
             ["run", "triage", str(data), "--async", "-o", str(out), "--project", str(root)],
         )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=GUARD_S) == 0
+        assert stop_worker(worker) == 0
     assert result.exit_code == 0, result.output
     assert "queued 4 job(s)" in result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -340,3 +340,29 @@ def test_schedule_files_name_batch_outcomes(tmp_path: Path) -> None:
     schedule.write_text("batches:\n  - {status: lost}\n")
     with pytest.raises(ValueError, match="batch status"):
         load_schedule(schedule)
+
+
+async def test_resumed_batches_are_polled_not_submitted_and_hooks_hear_each_step() -> None:
+    from roadworthy.jobs.batch import BatchHooks, BatchResult
+
+    backend = DonePoll({"r0": ["ok"], "r1": ["ok"], "r2": ["retry", "ok"]})
+    earlier = BatchSubmission("memory", "old-1", ("r0", "r1"), 1)
+    submitted: list[BatchSubmission] = []
+    fetched: list[BatchResult] = []
+    report = await run_batch_report(
+        requests(3),
+        backend,
+        sleep=no_sleep,
+        resume=[earlier],
+        hooks=BatchHooks(submitted=submitted.append, fetched=fetched.append),
+    )
+    # only r2 was never in a batch; its retry is the second round
+    assert backend.submitted == [("r2",), ("r2",)]
+    assert [s.custom_ids for s in submitted] == [("r2",), ("r2",)]
+    assert [s.round for s in submitted] == [1, 2]
+    assert {r.submission.batch_id for r in fetched} == {"old-1", "b1", "b2"}
+    assert all(isinstance(report.outcomes[c], Completion) for c in ("r0", "r1", "r2"))
+    with pytest.raises(ValueError, match="no request"):
+        await run_batch_report(
+            requests(1), backend, sleep=no_sleep, resume=[BatchSubmission("m", "x", ("zz",))]
+        )

@@ -261,3 +261,70 @@ async def test_stop_now_releases_jobs_in_flight(tmp_path: Path, sqlite_url: str)
     assert job is not None and job.status == "queued" and job.attempts == 0
     await ws.aclose()
     ws.store.close()
+
+
+async def test_a_drain_that_overruns_releases_and_says_where_it_was_stuck(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from roadworthy.jobs import Worker
+
+    from ..conftest import write_project
+
+    root = write_project(tmp_path / "proj", CONFIG.format(url=sqlite_url))
+    slow = ScriptedProvider([Reply(text=GOOD, latency_s=3600)], name="fake")
+    ws = Workspace(load_project(root), providers={"fake": slow})
+    queue = EmbeddedQueue(ws.store)
+    job_id = queue.enqueue("triage", {"text": "slow"})
+    stop = asyncio.Event()
+    worker = Worker(ws, queue, concurrency=1, poll_s=0.01, drain_s=0.05)
+    running = asyncio.create_task(worker.run(stop))
+    while not slow.requests:  # the job is in the model call
+        await asyncio.sleep(0.01)
+    stop.set()  # a polite stop only: the drain deadline does the rest
+    stats = await running
+    assert stats.released == 1 and stats.done == 0
+    job = queue.get(job_id)
+    assert job is not None and job.status == "queued" and job.attempts == 0
+    overran = [r.getMessage() for r in caplog.records if "drain overran" in r.getMessage()]
+    assert overran and "complete" in overran[0]  # the stuck task's stack names the call
+    await ws.aclose()
+    ws.store.close()
+
+
+def test_the_queue_backend_comes_from_config(tmp_path: Path) -> None:
+    from roadworthy.jobs.backends import open_queue
+
+    from ..conftest import SCRIPTED_CONFIG, write_project
+
+    root = write_project(
+        tmp_path / "proj", SCRIPTED_CONFIG + "queue: {max_attempts: 2, backoff_s: 0.5}\n"
+    )
+    workspace = Workspace(load_project(root))
+    try:
+        with open_queue(workspace) as queue:
+            assert isinstance(queue, EmbeddedQueue)
+            job = queue.get(queue.enqueue("triage", {"text": "hi"}))
+        assert job is not None and (job.max_attempts, job.backoff_s) == (2, 0.5)
+    finally:
+        workspace.close()
+
+
+def test_procrastinate_on_sqlite_is_a_clear_config_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from roadworthy.cli.main import app
+
+    from ..conftest import SCRIPTED_CONFIG, write_project
+
+    root = write_project(tmp_path / "proj", SCRIPTED_CONFIG + "queue: {backend: procrastinate}\n")
+    result = CliRunner().invoke(app, ["worker", "-p", str(root)])
+    assert result.exit_code == 2, result.output
+    assert "the Procrastinate queue needs a PostgreSQL store" in result.output
+    assert "Traceback" not in result.output
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "hi"}\n')
+    queued = CliRunner().invoke(app, ["run", "triage", str(source), "-p", str(root), "--async"])
+    assert queued.exit_code == 2, queued.output
+    assert "needs a PostgreSQL store" in queued.output

@@ -244,6 +244,21 @@ async def test_bad_requests_get_the_right_status(
     assert (await client.get("/healthz")).status_code == 200  # still serving
 
 
+@pytest.mark.parametrize("value", ["0.001", "0", "-3", "soon", "nan"])
+async def test_deadline_header_must_be_a_usable_number_of_seconds(
+    project: Path, value: str
+) -> None:
+    client, ws, _ = make(project, [Reply(text="x")])
+    resp = await client.post(
+        "/v1/chat/completions",
+        json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-roadworthy-deadline-s": value},
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "header.x-roadworthy-deadline-s"
+    assert ws.store.list_calls() == []  # refused before any model call
+
+
 async def test_unknown_path_is_openai_shaped_404(project: Path) -> None:
     client, _, _ = make(project, [])
     resp = await client.get("/v1/nothing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..store import Store
-from ..store.keys import SCOPES, KeyStore
+from ..store.keys import PERIODS, SCOPES, ApiKey, KeyStore
 from .common import EXIT_CONFIG, console, err_console, handle_errors, load
 
 __all__ = ["keys_app"]
@@ -32,17 +33,35 @@ def create_command(
         list[str] | None,
         typer.Option("--scope", help=f"Repeatable: {', '.join(SCOPES)} (default run)."),
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option("--budget", help="USD this key may spend per --period (default: no cap)."),
+    ] = None,
+    period: Annotated[
+        str, typer.Option("--period", help=f"Budget period: {', '.join(PERIODS)} (UTC).")
+    ] = "day",
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Requests per minute; more get 429 with Retry-After."),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
-    """Create an API key and print it once; only its salted hash is stored."""
+    """Create an API key and print it once; only its salted hash is stored.
+
+    --budget and --rpm are the key's own limits, enforced by the model stack on every
+    request made with it (over budget: 429 insufficient_quota; over RPM: 429 with
+    Retry-After); its spend is in the ledger under the key's id.
+    """
     store, keys = _keys(project)
     try:
-        key, token = keys.create(name, tuple(scope or ["run"]))
+        key, token = keys.create(
+            name, tuple(scope or ["run"]), budget_usd=budget, period=period, rpm=rpm
+        )
     finally:
         store.close()
     err_console.print(
-        f"created key {key.prefix} ({key.name}, scopes: {', '.join(key.scopes)}); "
-        "it is shown only now, store it safely:",
+        f"created key {key.prefix} ({key.name}, scopes: {', '.join(key.scopes)}, "
+        f"limits: {_limits(key)}); it is shown only now, store it safely:",
         highlight=False,
     )
     typer.echo(token)
@@ -57,16 +76,31 @@ def list_command(project: ProjectOpt = None) -> None:
         rows = keys.list()
     finally:
         store.close()
-    table = Table("prefix", "name", "scopes", "created", "revoked")
+    table = Table("prefix", "name", "scopes", "limits", "created", "revoked")
     for key in rows:
         table.add_row(
             key.prefix,
             key.name,
             ",".join(key.scopes),
+            _limits(key),
             key.created_at.isoformat(timespec="seconds"),
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
         )
     console.print(table)
+
+
+def _limits(key: ApiKey) -> str:
+    parts = []
+    if key.budget_usd is not None:
+        parts.append(f"${_usd(key.budget_usd)}/{key.budget_period}")
+    if key.rpm is not None:
+        parts.append(f"{key.rpm} rpm")
+    return ", ".join(parts) or "none"
+
+
+def _usd(amount: Decimal) -> str:
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @keys_app.command("revoke")

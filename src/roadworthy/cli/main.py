@@ -21,6 +21,7 @@ from .ledger import calls_command, runs_command
 from .prompts import prompts_app
 from .review import retry_deferred_command, review_app
 from .run import run_command
+from .run_paths import batches_command
 from .serve import serve_command
 from .stack import budget_app, drill_command, fake_upstream_command
 from .worker import worker_command
@@ -43,6 +44,7 @@ app = typer.Typer(
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project folder.")]
 
 app.command("run")(run_command)
+app.command("batches")(batches_command)
 app.command("runs")(runs_command)
 app.command("calls")(calls_command)
 app.add_typer(prompts_app, name="prompts")

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..config import Project
 from ..errors import InputRejected
-from ..jobs import EmbeddedQueue, JobSpec
-from ..pipeline import BatchOutcome, ItemResult, Pipeline, Workspace, count_inputs, run_file
+from ..jobs import JobQueue, JobSpec
+from ..jobs.backends import open_queue
+from ..pipeline import BatchOutcome, ItemResult, Workspace, count_inputs, run_file
 from ..pipeline.batch import _decode, _lines
 from .common import EXIT_CONFIG, console, err_console, handle_errors, load
+from .run_paths import run_auto, run_batch, write_results
 from .summary import print_summary
 
 __all__ = ["run_command"]
+
+
+class PathMode(StrEnum):
+    sync = "sync"
+    async_ = "async"
+    batch = "batch"
+    auto = "auto"
+
 
 ProjectOpt = Annotated[
     Path | None,
@@ -60,12 +71,38 @@ def run_command(
             "(Ctrl-C stops following; the jobs stay queued).",
         ),
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Send the lines through the model's provider batch API at its discount and "
+            "wait for the answers (with --resume: pick up an interrupted batch run).",
+        ),
+    ] = False,
+    path: Annotated[
+        PathMode | None,
+        typer.Option(
+            "--path",
+            help="Override the pipeline's `path` rule: sync, async, batch or auto.",
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--poll-interval",
+            min=0,
+            help="Seconds between batch status polls (default: pipelines.NAME.batch).",
+        ),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Run every line of INPUT.jsonl through PIPELINE and print a summary.
 
-    Each input ends as done, rejected (bad line, failed validation) or failed (model or
-    output error), with the reason stored. Ctrl-C stops cleanly; rerun with --resume to
+    The pipeline's `path` rule (or --path, --async, --batch) says how: sync runs here,
+    async queues jobs for `roadworthy worker`, batch goes through the provider's batch
+    API at its discount, auto routes each line by size and priority. Each input ends as
+    done, rejected (bad line, failed validation) or failed (model or output error), with
+    the reason stored. Ctrl-C stops cleanly; rerun with --resume to
     continue where it stopped. Exit codes: 0 when every input was recorded (whatever its
     status; with --strict, only when all are done), 1 with --strict when some are not
     done, 2 for configuration errors, 130 when interrupted.
@@ -74,8 +111,34 @@ def run_command(
         err_console.print(f"[red]input file not found:[/] {input_path}")
         raise typer.Exit(EXIT_CONFIG)
     loaded = load(project)
-    if async_:
+    mode = _mode(loaded, pipeline, path, async_=async_, batch=batch)
+    if mode == "async":
         _run_async(Workspace(loaded), pipeline, input_path, output=output, strict=strict)
+        return
+    if mode == "batch":
+        run_batch(
+            Workspace(loaded),
+            pipeline,
+            input_path,
+            output=output,
+            strict=strict,
+            resume=resume,
+            poll_interval_s=poll_interval,
+        )
+        return
+    if mode == "auto":
+        workspace = Workspace(loaded)
+        with open_queue(workspace) as queue:
+            run_auto(
+                workspace,
+                pipeline,
+                input_path,
+                queue=queue,
+                output=output,
+                strict=strict,
+                concurrency=concurrency,
+                poll_interval_s=poll_interval,
+            )
         return
     total = count_inputs(input_path)
     workspace = Workspace(loaded)
@@ -143,6 +206,22 @@ def run_command(
             raise typer.Exit(1)
 
 
+def _mode(loaded: Project, name: str, path: PathMode | None, *, async_: bool, batch: bool) -> str:
+    """The path for this run: a flag if given (at most one), else the pipeline's rule."""
+    chosen = [m for m, on in (("async", async_), ("batch", batch)) if on]
+    if path is not None:
+        chosen.append(path.value)
+    if len(set(chosen)) > 1:
+        err_console.print(
+            f"[red]choose one path[/]: {', '.join(sorted(set(chosen)))} given together"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    if chosen:
+        return chosen[0]
+    config = loaded.config.pipelines.get(name)
+    return config.path.mode if config is not None else "sync"
+
+
 def _run_async(
     workspace: Workspace, name: str, path: Path, *, output: Path | None, strict: bool
 ) -> None:
@@ -155,7 +234,7 @@ def _run_async(
     with ExitStack() as stack:
         stack.callback(workspace.close)
         pipe = workspace.pipeline(name)
-        queue = EmbeddedQueue(workspace.store)
+        queue = stack.enter_context(open_queue(workspace))
         batch_id = queue.new_batch(name, str(path))
         specs: list[JobSpec] = []
         for line_no, raw in _lines(path):
@@ -184,14 +263,14 @@ def _run_async(
         if dead:
             err_console.print(f"[red]{dead} job(s) dead[/]: see their last_error")
         if output is not None:
-            _write_results(pipe, batch_id, output)
+            write_results(pipe, batch_id, output)
             console.print(f"results written to {output}")
         unfinished = sum(v for k, v in summary.items_by_status.items() if k != "done")
         if strict and (unfinished or dead):
             raise typer.Exit(1)
 
 
-def _follow(queue: EmbeddedQueue, batch_id: str, name: str, total: int) -> bool:
+def _follow(queue: JobQueue, batch_id: str, name: str, total: int) -> bool:
     """Show the batch's progress until it is finished; False on Ctrl-C."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -212,19 +291,3 @@ def _follow(queue: EmbeddedQueue, batch_id: str, name: str, total: int) -> bool:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             return False
-
-
-def _write_results(pipe: Pipeline, batch_id: str, output: Path) -> None:
-    with output.open("w", encoding="utf-8") as handle:
-        for row in pipe.store.items_for_run(batch_id):
-            result = ItemResult(
-                status=row["status"],
-                item_id=row["id"],
-                output=row["output"],
-                reason=row["reason"],
-                error_code=row["error_code"],
-                error_field=row["error_field"],
-                line_no=row["line_no"],
-                next_attempt_at=row["next_attempt_at"],
-            )
-            handle.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")

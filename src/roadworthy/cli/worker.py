@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigError
 from ..jobs import EmbeddedQueue, Worker, WorkerStats
 from ..pipeline import Workspace
 from .common import console, err_console, handle_errors, load
@@ -35,12 +36,22 @@ def worker_command(
     worker_id: Annotated[
         str | None, typer.Option("--id", help="Name in the jobs table (default host:pid).")
     ] = None,
+    drain_s: Annotated[
+        float,
+        typer.Option(
+            "--drain-timeout",
+            min=0,
+            help="Seconds to finish jobs in flight after SIGTERM before releasing them.",
+        ),
+    ] = 60.0,
     project: Annotated[Path | None, typer.Option("--project", "-p", help="Project folder.")] = None,
 ) -> None:
     """Run jobs from the queue (`roadworthy run --async`, POST /v1/pipelines/NAME/jobs).
 
-    Delivery is at least once and each job still ends with exactly one item. SIGTERM or
-    Ctrl-C stops claiming and finishes the jobs in flight; a second one releases them
+    The queue is the one `queue.backend` names: the embedded jobs table (default) or
+    Procrastinate on PostgreSQL. Delivery is at least once and each job still ends with
+    exactly one item. SIGTERM or Ctrl-C stops claiming and finishes the jobs in flight
+    (releasing what is still running after --drain-timeout); a second one releases them
     back to the queue at once. Exits 0 after a clean stop.
     """
     loaded = load(project)
@@ -48,7 +59,13 @@ def worker_command(
     try:
         for name in pipeline or []:
             workspace.pipeline(name)  # an unknown name is a usage error, before any claim
-        queue = EmbeddedQueue(workspace.store)
+        settings = loaded.config.queue
+        if settings.backend == "procrastinate":
+            _procrastinate(workspace, concurrency, pipeline, worker_id)
+            return
+        queue = EmbeddedQueue(
+            workspace.store, max_attempts=settings.max_attempts, backoff_s=settings.backoff_s
+        )
         worker = Worker(
             workspace,
             queue,
@@ -57,6 +74,7 @@ def worker_command(
             poll_s=poll_s,
             pipelines=pipeline or None,
             worker_id=worker_id,
+            drain_s=drain_s,
         )
         err_console.print(
             f"worker {worker.worker_id}: concurrency {concurrency}, lease {lease_s:g}s"
@@ -71,6 +89,36 @@ def worker_command(
         )
     finally:
         workspace.close()
+
+
+def _procrastinate(
+    workspace: Workspace, concurrency: int, pipelines: list[str] | None, worker_id: str | None
+) -> None:
+    """A Procrastinate worker: its own signal handling, heartbeats and stalled-job recovery."""
+    from ..jobs.procrastinate_queue import procrastinate_worker
+
+    if pipelines:
+        raise ConfigError(
+            "--pipeline filters the embedded queue only; Procrastinate workers run every "
+            "pipeline's jobs (hint: drop --pipeline, or use queue.backend: embedded)"
+        )
+    settings = workspace.project.config.queue
+    err_console.print(
+        f"procrastinate worker: concurrency {concurrency}, stalled after "
+        f"{settings.stalled_after_s:g}s",
+        highlight=False,
+    )
+    asyncio.run(
+        procrastinate_worker(
+            workspace,
+            concurrency=concurrency,
+            worker_id=worker_id,
+            max_attempts=settings.max_attempts,
+            backoff_s=settings.backoff_s,
+            stalled_after_s=settings.stalled_after_s,
+        )
+    )
+    console.print("worker stopped", highlight=False)
 
 
 async def _serve(worker: Worker) -> WorkerStats:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from .model import GenerateStep, ProjectConfig
+from .paths import check_paths
 from .yamlfile import Loc, YamlDocument, read_yaml
 
 __all__ = [
@@ -89,6 +90,7 @@ def load_project(path: Path | str) -> Project:
     _check_references(config, doc, problems)
     _check_routes(config, doc, problems)
     _check_failure_policies(config, doc, problems)
+    check_paths(config, doc.where, problems)
     schemas = _load_schemas(config, root, doc, problems)
     if problems:
         raise ConfigError(problems)

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .ingest import IngestConfig
+from .paths import BatchSettings, PathRules
+from .queue import QueueConfig
 from .routes import BudgetConfig, RouteConfig
 from .server import ServerConfig
 
@@ -241,6 +243,10 @@ class PipelineConfig(Strict):
     fallback_rules: RulesFallback | None = None
     defer: DeferPolicy = DeferPolicy()
     escalate: EscalateWhen = EscalateWhen()
+    path: PathRules = Field(
+        PathRules(), description="sync, async, batch, or auto (rules by size and priority)"
+    )
+    batch: BatchSettings = BatchSettings()
 
 
 class PromptsConfig(Strict):
@@ -257,3 +263,4 @@ class ProjectConfig(Strict):
     routes: dict[str, RouteConfig] = {}
     budgets: dict[str, BudgetConfig] = {}
     server: ServerConfig = ServerConfig()
+    queue: QueueConfig = QueueConfig()

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "FALLBACK_ERRORS",
     "BreakerConfig",
     "BudgetConfig",
     "CacheConfig",
+    "EmbeddingsConfig",
     "FallbackHopConfig",
     "LimitsConfig",
     "RetryConfig",
@@ -95,12 +96,44 @@ class FallbackHopConfig(_Strict):
     )
 
 
+class EmbeddingsConfig(_Strict):
+    """How the semantic cache embeds inputs: the bundled MiniLM, or an embeddings API."""
+
+    type: Literal["local", "openai"] = "local"
+    model: str | None = Field(
+        None, description="local: sentence-transformers path (default bundled); openai: model id"
+    )
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="env var holding the key")
+    timeout_s: float = Field(5.0, gt=0, description="connect and each read of one request")
+    batch_size: int = Field(64, ge=1, description="texts per embeddings request")
+    dimensions: int | None = Field(None, ge=1, description="ask the API for shorter vectors")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> EmbeddingsConfig:
+        if self.type == "openai" and not self.model:
+            raise ValueError(
+                "embeddings of type openai need a model id (e.g. model: text-embedding-3-small)"
+            )
+        return self
+
+
 class SemanticCacheConfig(_Strict):
     """Serve a stored answer to a *similar* input (same prompt version and settings)."""
 
     threshold: float = Field(0.92, gt=0, le=1, description="cosine similarity a hit needs")
     audit_rate: float = Field(
         0.0, ge=0, le=1, description="share of semantic hits also sent to the model and compared"
+    )
+    judge: str | None = Field(
+        None, description="model name that compares free-text audit pairs (default: exact match)"
+    )
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    ann_above: int = Field(
+        10_000, ge=1, description="entries per partition searched exactly; past it: usearch"
+    )
+    refresh_s: float = Field(
+        1.0, ge=0, description="how often a lookup checks the store for other processes' entries"
     )
 
 

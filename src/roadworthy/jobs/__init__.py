@@ -3,11 +3,14 @@
 ``JobQueue`` (:mod:`.queue`) is the contract; ``EmbeddedQueue`` (:mod:`.embedded`) keeps
 jobs in the store's own database (SQLite or PostgreSQL); ``execute_job``
 (:mod:`.execute`) turns at-least-once delivery into one item per job; ``Worker``
-(:mod:`.worker`) runs them, as ``roadworthy worker`` does.
+(:mod:`.worker`) runs them, as ``roadworthy worker`` does; ``open_queue``
+(:mod:`.backends`) opens the backend ``queue.backend`` names. The batch path of
+``roadworthy run`` is :mod:`.batch_run` over the provider batch APIs of :mod:`.batch`.
 """
 
 from __future__ import annotations
 
+from .backends import open_queue
 from .embedded import EmbeddedQueue
 from .execute import execute_job, item_for_job
 from .queue import Job, JobQueue, JobSpec, backoff_delay
@@ -24,4 +27,5 @@ __all__ = [
     "default_worker_id",
     "execute_job",
     "item_for_job",
+    "open_queue",
 ]

@@ -20,9 +20,11 @@ provider:
 * one ledger row per result, priced with ``call_cost(..., batch=True)`` and marked
   ``hop_reason="batch"`` (``"batch_fallback"`` for the real-time fallback, at full price).
 
-Batch state is kept in memory and returned as a :class:`BatchReport`; there is no table
-for it (yet), so a process that dies while a batch runs loses track of it (the provider
-still finishes and bills it).
+This module keeps batch state in memory and returns it as a :class:`BatchReport`; a
+caller that must survive its own death passes :class:`BatchHooks` (told of every batch the
+provider accepts and every batch whose results arrive) and, after a restart, the
+submissions it recorded as ``resume``, which are polled instead of submitted again.
+:mod:`roadworthy.jobs.batch_run` does this with the ``provider_batches`` table.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ __all__ = [
     "BatchBackend",
     "BatchCanceled",
     "BatchExpired",
+    "BatchHooks",
     "BatchLimits",
     "BatchPoll",
     "BatchReport",
@@ -164,6 +167,19 @@ class BatchReport:
     batches: list[BatchResult] = field(default_factory=list)
     resubmitted: dict[str, int] = field(default_factory=dict)  # custom id -> times
     realtime: list[str] = field(default_factory=list)  # custom ids sent on the real-time path
+
+
+@dataclass
+class BatchHooks:
+    """Callbacks for a caller that persists batch state; each runs before the next step.
+
+    ``submitted`` hears of a batch as soon as the provider accepted it (before the first
+    poll), ``fetched`` of a batch whose outcomes are known (results downloaded, or the
+    whole batch failed or was given up on).
+    """
+
+    submitted: Callable[[BatchSubmission], None] | None = None
+    fetched: Callable[[BatchResult], None] | None = None
 
 
 class BatchBackend(Protocol):
@@ -367,13 +383,17 @@ async def run_batch_report(
     price: Callable[[str], Price | None] = builtin_price,
     limits: BatchLimits | None = None,
     realtime_concurrency: int = 8,
+    resume: Sequence[BatchSubmission] = (),
+    hooks: BatchHooks | None = None,
 ) -> BatchReport:
     """Submit, poll, download and map back; apply ``on_error`` to retryable failures.
 
     ``max_polls`` bounds the status polls of one round (the default, at one poll a
     minute, outlasts the 24-hour window); a batch still running then is cancelled and its
     requests end as :class:`BatchExpired`. ``contexts`` names the trace, item and run of
-    each custom id for the ledger.
+    each custom id for the ledger. ``resume`` names batches an earlier process submitted:
+    their requests are polled and fetched, not sent again (every custom id they carry must
+    be among ``requests``); the first round then counts as their round.
     """
     if on_error not in ("resubmit", "realtime", "fail"):
         raise ValueError(f"on_error must be resubmit, realtime or fail, not {on_error!r}")
@@ -386,12 +406,30 @@ async def run_batch_report(
     ambient = call_context.get()
     ledger = _Ledger(store, contexts or {}, ambient, price, backend.name)
     report = BatchReport()
+    for submission in resume:
+        unknown = [cid for cid in submission.custom_ids if cid not in by_id]
+        if unknown:
+            raise ValueError(
+                f"resumed batch {submission.batch_id} carries custom ids with no request: "
+                f"{', '.join(unknown[:5])}"
+            )
     pending = list(requests)
-    round_no = 1
+    round_no = max((s.round for s in resume), default=1)
+    adopt: Sequence[BatchSubmission] = resume
+    hooks = hooks or BatchHooks()
     while pending:
         outcomes = await _run_round(
-            backend, pending, by_id, round_no, report, ledger, poll_interval_s, max_polls, sleep
+            backend,
+            pending,
+            by_id,
+            round_no,
+            report,
+            ledger,
+            _Polling(poll_interval_s, max_polls, sleep),
+            adopt,
+            hooks,
         )
+        adopt = ()
         report.outcomes.update(outcomes)
         retry = [cid for cid, o in outcomes.items() if isinstance(o, ProviderError) and o.retryable]
         if not retry or on_error == "fail":
@@ -408,6 +446,13 @@ async def run_batch_report(
     return report
 
 
+@dataclass(frozen=True)
+class _Polling:
+    interval_s: float
+    max_polls: int
+    sleep: Sleep
+
+
 async def _run_round(
     backend: BatchBackend,
     entries: Sequence[tuple[str, CompletionRequest]],
@@ -415,23 +460,28 @@ async def _run_round(
     round_no: int,
     report: BatchReport,
     ledger: _Ledger,
-    poll_interval_s: float,
-    max_polls: int,
-    sleep: Sleep,
+    polling: _Polling,
+    adopt: Sequence[BatchSubmission],
+    hooks: BatchHooks,
 ) -> dict[str, Outcome]:
-    planned, outcomes_any = plan_batches(backend, entries)
+    covered = {cid for submission in adopt for cid in submission.custom_ids}
+    planned, outcomes_any = plan_batches(backend, [e for e in entries if e[0] not in covered])
     outcomes: dict[str, Outcome] = dict(outcomes_any)
     started = time.perf_counter()
     for cid, error in outcomes_any.items():
         ledger.record(cid, by_id[cid], error, None, round_no, 0.0)
-    running: list[BatchSubmission] = []
+    running: list[BatchSubmission] = list(adopt)
     for chunk in planned:
         try:
-            running.append(await backend.submit(chunk, round=round_no))
+            submission = await backend.submit(chunk, round=round_no)
         except ProviderError as exc:
             for cid, _ in chunk:
                 outcomes[cid] = exc
                 ledger.record(cid, by_id[cid], exc, None, round_no, 0.0)
+            continue
+        running.append(submission)
+        if hooks.submitted is not None:
+            hooks.submitted(submission)
     polls = 0
     while running:
         still: list[BatchSubmission] = []
@@ -442,7 +492,7 @@ async def _run_round(
                 if exc.retryable:
                     still.append(submission)  # a failed poll is not a failed batch
                     continue
-                _settle(submission, exc, outcomes, report, ledger, by_id, started, polls)
+                _settle(submission, exc, outcomes, report, ledger, by_id, started, polls, hooks)
                 continue
             if not poll.done:
                 still.append(submission)
@@ -454,7 +504,9 @@ async def _run_round(
                     # The batch ran (and was billed): fetch again next poll, never resubmit.
                     still.append(submission)
                     continue
-                _settle(submission, exc, outcomes, report, ledger, by_id, started, polls, poll)
+                _settle(
+                    submission, exc, outcomes, report, ledger, by_id, started, polls, hooks, poll
+                )
                 continue
             result = BatchResult(submission, poll.status, {}, polls + 1)
             for cid in submission.custom_ids:
@@ -466,11 +518,13 @@ async def _run_round(
                 result.outcomes[cid] = outcomes[cid] = outcome
                 ledger.record(cid, by_id[cid], outcome, submission, round_no, _ms(started))
             report.batches.append(result)
+            if hooks.fetched is not None:
+                hooks.fetched(result)
         running = still
         if not running:
             break
         polls += 1
-        if polls >= max_polls:
+        if polls >= polling.max_polls:
             for submission in running:
                 with contextlib.suppress(ProviderError):  # best effort: given up on anyway
                     await backend.cancel(submission)
@@ -479,9 +533,9 @@ async def _run_round(
                     f"{polls} polls; cancelled",
                     provider=backend.name,
                 )
-                _settle(submission, error, outcomes, report, ledger, by_id, started, polls)
+                _settle(submission, error, outcomes, report, ledger, by_id, started, polls, hooks)
             break
-        await sleep(poll_interval_s)
+        await polling.sleep(polling.interval_s)
     return outcomes
 
 
@@ -494,6 +548,7 @@ def _settle(
     by_id: Mapping[str, CompletionRequest],
     started: float,
     polls: int,
+    hooks: BatchHooks,
     poll: BatchPoll | None = None,
 ) -> None:
     """Every request of a batch ends with the same error."""
@@ -502,6 +557,8 @@ def _settle(
         result.outcomes[cid] = outcomes[cid] = error
         ledger.record(cid, by_id[cid], error, submission, submission.round, _ms(started))
     report.batches.append(result)
+    if hooks.fetched is not None:
+        hooks.fetched(result)
 
 
 async def _realtime(

@@ -15,11 +15,19 @@ only *delivers*:
 
 So the same job function runs on both backends, ``GET /v1/jobs`` and batch counts read the
 same rows, and switching backends moves no data.
+
+A worker that dies mid-job is found by Procrastinate's heartbeats, not by the row's lease
+(set long, since nothing renews it here): every live worker runs
+:func:`recover_stalled`, which ends the dead worker's lease on the row and asks
+Procrastinate to retry the job, so it runs again elsewhere and finishes the same item.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +41,15 @@ from .execute import execute_job
 from .queue import Job, JobSpec
 from .worker import default_worker_id
 
-__all__ = ["TASK", "ProcrastinateQueue", "conninfo", "procrastinate_worker"]
+__all__ = [
+    "TASK",
+    "ProcrastinateQueue",
+    "conninfo",
+    "ensure_schema",
+    "procrastinate_worker",
+    "producer_queue",
+    "recover_stalled",
+]
 
 TASK = "roadworthy.run_job"
 
@@ -59,6 +75,34 @@ def conninfo(store_url: str) -> str:
 
         raise ConfigError("the Procrastinate queue needs a PostgreSQL store")
     return f"postgresql://{rest}"
+
+
+def _store_url(store: Any) -> str:
+    return str(store.engine.url.render_as_string(hide_password=False))
+
+
+def ensure_schema(store: Any) -> None:
+    """Apply Procrastinate's schema to the store's database once (it is not idempotent)."""
+    if sa.inspect(store.engine).has_table("procrastinate_jobs"):
+        return
+    procrastinate = _require()
+    app = procrastinate.App(
+        connector=procrastinate.SyncPsycopgConnector(conninfo=conninfo(_store_url(store)))
+    )
+    with app.open():
+        app.schema_manager.apply_schema()
+
+
+@contextlib.contextmanager
+def producer_queue(store: Any, **kwargs: Any) -> Iterator[ProcrastinateQueue]:
+    """A queue for synchronous producers (``run --async``, the server), open for the block."""
+    procrastinate = _require()
+    ensure_schema(store)
+    app = procrastinate.App(
+        connector=procrastinate.SyncPsycopgConnector(conninfo=conninfo(_store_url(store)))
+    )
+    with app.open():
+        yield ProcrastinateQueue(store, app, **kwargs)
 
 
 class ProcrastinateQueue(EmbeddedQueue):
@@ -109,6 +153,36 @@ class ProcrastinateQueue(EmbeddedQueue):
             row = conn.execute(jobs.select().where(jobs.c.lease_token == token)).first()
         return _job(row._mapping) if row is not None else None
 
+    def end_lease(self, job_id: str) -> bool:
+        """End the lease of a running job whose worker is known dead, so it can be claimed."""
+        stamp = self.clock()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == "running")
+                .values(lease_until=stamp - timedelta(seconds=1), updated_at=stamp)
+            )
+        return bool(result.rowcount)
+
+
+async def recover_stalled(app: Any, queue: ProcrastinateQueue, stalled_after_s: float) -> int:
+    """Retry the jobs of workers silent for ``stalled_after_s``; return how many.
+
+    The row's lease is ended first: otherwise the retried delivery would find the row
+    still held by the dead worker and return without running it.
+    """
+    stalled = await app.job_manager.get_stalled_jobs(
+        task_name=TASK, seconds_since_heartbeat=stalled_after_s
+    )
+    count = 0
+    for job in stalled:
+        job_id = job.task_kwargs.get("job_id")
+        if isinstance(job_id, str):
+            queue.end_lease(job_id)
+        await app.job_manager.retry_job(job)
+        count += 1
+    return count
+
 
 async def procrastinate_worker(
     workspace: Workspace,
@@ -118,18 +192,23 @@ async def procrastinate_worker(
     worker_id: str | None = None,
     wait: bool = True,
     install_signal_handlers: bool = True,
+    max_attempts: int = 5,
+    backoff_s: float = 5.0,
+    stalled_after_s: float = 60.0,
 ) -> None:
     """Run a Procrastinate worker for this workspace's jobs (PostgreSQL store only).
 
-    Procrastinate's own heartbeat watches the worker; the job row's lease is set long
-    (``lease_s``) because nothing here renews it, and only matters when a stalled
-    Procrastinate job is retried.
+    Procrastinate's own heartbeat watches the worker (sent several times per
+    ``stalled_after_s``); the job row's lease is set long (``lease_s``) because nothing
+    here renews it. Alongside the worker, a loop runs :func:`recover_stalled` twice per
+    ``stalled_after_s``, so the jobs of a worker that died run again.
     """
     procrastinate = _require()
     name = worker_id or default_worker_id()
-    url = conninfo(str(workspace.store.engine.url.render_as_string(hide_password=False)))
+    ensure_schema(workspace.store)
+    url = conninfo(_store_url(workspace.store))
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
-    queue = ProcrastinateQueue(workspace.store, app)
+    queue = ProcrastinateQueue(workspace.store, app, max_attempts=max_attempts, backoff_s=backoff_s)
     pipelines: dict[str, Any] = {}
 
     async def run_job(job_id: str) -> None:
@@ -150,10 +229,22 @@ async def procrastinate_worker(
     )
     app.task(name=TASK, retry=retry)(run_job)
 
+    async def recovery() -> None:
+        while True:
+            await recover_stalled(app, queue, stalled_after_s)
+            await asyncio.sleep(stalled_after_s / 2)
+
     async with app.open_async():
-        await app.run_worker_async(
-            concurrency=concurrency,
-            wait=wait,
-            name=name,
-            install_signal_handlers=install_signal_handlers,
-        )
+        recovering = asyncio.create_task(recovery())
+        try:
+            await app.run_worker_async(
+                concurrency=concurrency,
+                wait=wait,
+                name=name,
+                install_signal_handlers=install_signal_handlers,
+                update_heartbeat_interval=min(10.0, stalled_after_s / 3),
+                stalled_worker_timeout=stalled_after_s,
+            )
+        finally:
+            recovering.cancel()
+            await asyncio.gather(recovering, return_exceptions=True)

@@ -8,6 +8,12 @@ time is over) it cancels them and *releases* them: back to queued, the attempt n
 counted, their half-done items finished by whoever claims them next (see
 :mod:`.execute`).
 
+The drain is bounded (``drain_s``): an orchestrator sends SIGKILL after its own grace
+period anyway, and a job released on time is picked up at once instead of waiting for its
+lease to run out. A drain that overruns logs where every job in flight is stuck (task
+stacks and thread stacks) before releasing them, because a stuck drain is a bug to find,
+not only to survive.
+
 Database calls are synchronous (SQLAlchemy Core), so they run in a thread to keep a busy
 SQLite writer from stalling the event loop that the pipelines' model calls share.
 """
@@ -16,9 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import io
 import logging
 import os
 import socket
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +69,7 @@ class Worker:
         pipelines: list[str] | None = None,
         worker_id: str | None = None,
         on_result: Callable[[Job, ItemResult], None] | None = None,
+        drain_s: float | None = None,
     ) -> None:
         self.workspace = workspace
         self.queue = queue
@@ -68,6 +79,7 @@ class Worker:
         self.pipelines = pipelines
         self.worker_id = worker_id or default_worker_id()
         self.on_result = on_result
+        self.drain_s = drain_s
         self.stats = WorkerStats()
         self._pipelines: dict[str, Pipeline] = {}
 
@@ -100,10 +112,21 @@ class Worker:
 
             task.add_done_callback(done)
         if tasks:
+            log.info("draining %d job(s) in flight", len(tasks))
+            deadline = None if self.drain_s is None else time.monotonic() + self.drain_s
             waiter: asyncio.Task[object] = asyncio.create_task(stop_now.wait())
             pending: set[asyncio.Task[object]] = {*tasks, waiter}
             while tasks and not stop_now.is_set():
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    log.warning(
+                        "drain overran %gs; releasing %d job(s). Where they were:\n%s",
+                        self.drain_s,
+                        len(tasks),
+                        _stacks(tasks),
+                    )
+                    break
+                await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
                 pending = {t for t in pending if not t.done()}
             waiter.cancel()
             for task in list(tasks):
@@ -170,6 +193,25 @@ async def _acquire_unless(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool
         slots.release()
         return False
     return True
+
+
+def _stacks(tasks: set[asyncio.Task[None]]) -> str:
+    """Every stuck task's coroutine stack, then every thread's (a blocked store call shows)."""
+    out = io.StringIO()
+    for task in tasks:
+        out.write(f"{task.get_name()}:\n")
+        # Task.print_stack shows only the task's own frame; follow the awaits down instead.
+        awaited: object = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                out.write(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    with contextlib.suppress(io.UnsupportedOperation, ValueError):
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    return out.getvalue()
 
 
 async def _wait_any(event: asyncio.Event, timeout: float) -> None:

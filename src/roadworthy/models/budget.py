@@ -3,7 +3,9 @@
 ``Budgeted`` sits inside the retry loop, so every attempt reserves its own estimate and a
 failure that was not billed gives its reservation back. The reservation itself is made
 by a :class:`~roadworthy.store.budgets.BudgetLedger` in the shared store, which is what
-keeps separate processes from overspending together.
+keeps separate processes from overspending together. The budgets that apply are the
+configured ones for the model, route and pipeline, plus the budget of the API key the
+request came in with (``context.api_key``), kept as counter ``key:<key id>``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Budgeted:
     async def complete(self, request: CompletionRequest) -> Completion:
         call = ctx.call_context.get()
         limits = self.limits_for(call.pipeline if call else None)
+        key = ctx.api_key.get()
+        if key is not None and key.budget is not None:
+            # The API key's own budget is reserved together with the configured ones, in
+            # the same atomic step, so a key cannot overspend through concurrent requests.
+            limits = [*limits, key.budget]
         if not limits:
             return await self.inner.complete(request)
         estimate = estimate_cost(request, self.price, self.default_output_tokens)

@@ -24,16 +24,24 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from ..config.model import ProjectConfig
-from ..config.routes import BreakerConfig, FallbackHopConfig, LimitsConfig, RouteConfig
+from ..config.routes import (
+    BreakerConfig,
+    EmbeddingsConfig,
+    FallbackHopConfig,
+    LimitsConfig,
+    RouteConfig,
+    SemanticCacheConfig,
+)
 from ..errors import ConfigError
 from ..providers.base import Provider
 from ..providers.embeddings import EmbedFn
 from ..providers.pricing import Price
 from ..store.budgets import BudgetLimit
-from ..store.cache import CacheBackend, MemoryCache, RedisCache
+from ..store.cache import CacheBackend, MemoryCache, RedisCache, StoreCache
+from ..store.pgvector import PgVectorSearch
 from .breaker import Breaker, BreakerPolicy, CircuitBreaker
 from .budget import Budgeted, Ledger
-from .cache import Cached, CachePolicy
+from .cache import AnswerJudge, Cached, CachePolicy
 from .clock import Clock, SystemClock
 from .fallback import DEFAULT_TRIGGERS, Hop
 from .ratelimit import RateLimiter, RateLimitPolicy, Throttled
@@ -77,7 +85,8 @@ class StackBuilder:
         self.cache = cache
         self.embedder = embedder
         self._redis: dict[str, CacheBackend] = {}
-        self._semantic: SemanticIndex | None = None
+        self._semantic: dict[tuple[EmbeddingsConfig, int, float], SemanticIndex] = {}
+        self._judges: dict[str, AnswerJudge] = {}
         self.provider = provider
         self.price = price
         self.recorder = recorder
@@ -176,13 +185,14 @@ class StackBuilder:
             applies = limits_for(None) or any(
                 b.scope.startswith("pipeline:") for b in self.config.budgets.values()
             )
-            if applies:
-                if price is None:
-                    raise ConfigError(
-                        f"{where}: model {model!r} has no price, so no budget can be kept for "
-                        f"it (hint: add models.{model}.price)"
-                    )
-                stack = Budgeted(stack, ledger=self.ledger, price=price, limits_for=limits_for)
+            if applies and price is None:
+                raise ConfigError(
+                    f"{where}: model {model!r} has no price, so no budget can be kept for "
+                    f"it (hint: add models.{model}.price)"
+                )
+            # Always in the stack: an API key's own budget arrives with the request (in
+            # context), whether or not any configured budget applies to this model.
+            stack = Budgeted(stack, ledger=self.ledger, price=price, limits_for=limits_for)
         if route is not None:
             stack = Breaker(stack, self._breaker(model, route.breaker))
             retry = route.retry
@@ -213,16 +223,59 @@ class StackBuilder:
             self.cache = MemoryCache()
         return self.cache
 
-    def semantic_index(self) -> SemanticIndex:
-        if self._semantic is None:
-            if self.embedder is None:
+    def semantic_index(self, cfg: SemanticCacheConfig | None = None) -> SemanticIndex:
+        """One index per embedder and index settings, shared by the routes that agree."""
+        cfg = cfg or SemanticCacheConfig()
+        emb = cfg.embeddings
+        slot = (emb, cfg.ann_above, cfg.refresh_s)
+        if slot not in self._semantic:
+            if self.embedder is not None:  # tests and benchmarks bring their own
+                embed, name = self.embedder(), "injected"
+            elif emb.type == "openai":
+                from ..providers.embeddings import OpenAIEmbedder
+
+                assert emb.model is not None  # the config validator requires it
+                remote = OpenAIEmbedder(
+                    base_url=emb.base_url,
+                    model=emb.model,
+                    api_key_env=emb.api_key_env,
+                    timeout_s=emb.timeout_s,
+                    batch_size=emb.batch_size,
+                    dimensions=emb.dimensions,
+                )
+                embed, name = remote, remote.name
+            else:
                 from ..providers.embeddings import local_embedder
 
-                embed = local_embedder()
-            else:
-                embed = self.embedder()
-            self._semantic = SemanticIndex(embed, self.cache_backend())
-        return self._semantic
+                embed, name = local_embedder(emb.model), f"local:{emb.model or 'minilm-l6-v2'}"
+            backend = self.cache_backend()
+            pgvector = None
+            if isinstance(backend, StoreCache) and backend.engine.dialect.name == "postgresql":
+                pgvector = PgVectorSearch.open(backend.engine)  # None (logged once) without it
+            self._semantic[slot] = SemanticIndex(
+                embed,
+                backend,
+                ann_above=cfg.ann_above,
+                refresh_s=cfg.refresh_s,
+                name=name,
+                pgvector=pgvector,
+            )
+        return self._semantic[slot]
+
+    def audit_judge(self, model: str, where: str) -> AnswerJudge:
+        """The free-text audit judge: the named model's own one-attempt stack."""
+        if model not in self.config.models:
+            raise ConfigError(
+                f"{where}.cache.semantic.judge: no model {model!r} "
+                f"(hint: name one of models: {', '.join(sorted(self.config.models)) or 'none'})"
+            )
+        if model not in self._judges:
+            from .audit import rubric_answer_judge
+
+            self._judges[model] = rubric_answer_judge(
+                self.model_route(model), self.config.models[model].id
+            )
+        return self._judges[model]
 
     def _cached(
         self, stack: Provider, route_name: str, route: RouteConfig, model: str, price: Price | None
@@ -253,8 +306,13 @@ class StackBuilder:
             tier=model_cfg.tier,
             price=price,
             recorder=self.recorder,
-            semantic=self.semantic_index() if cfg.semantic else None,
+            semantic=self.semantic_index(cfg.semantic) if cfg.semantic else None,
             semantic_backend=self.cache_backend(),
+            judge=(
+                self.audit_judge(cfg.semantic.judge, f"routes.{route_name}")
+                if cfg.semantic and cfg.semantic.judge
+                else None
+            ),
             rng=self.rng,
         )
 

@@ -18,9 +18,16 @@ see :mod:`roadworthy.models.semantic`.
 
 Every hit is a ledger row: ``cache_outcome`` exact or semantic, cost 0, ``saved_usd`` the
 cost of the call it replaced, ``cache_similarity`` for semantic hits. A share of semantic
-hits (``audit_rate``) is also sent to the model; the hit row's ``hop_reason`` says
-``audit:match`` or ``audit:mismatch``, and a mismatch serves the fresh answer and drops
-the entry. A broken cache backend never fails a call: it is logged and the call goes on.
+hits (``audit_rate``) is also sent to the model and the two answers compared: structured
+outputs (a JSON schema, or JSON text) by value, free text by an LLM judge when the route
+names one (:mod:`roadworthy.models.audit`), else after normalisation. The hit row's
+``hop_reason`` says ``audit:match``, ``audit:mismatch`` or ``audit:unjudged`` (the judge
+gave no verdict: the cached answer is served and kept); a mismatch serves the fresh answer
+and drops the entry.
+
+A broken cache backend never fails a call: it is logged and the call goes on. Nor does a
+failing embedder (an embeddings endpoint down or slow): the lookup is a miss, the model
+answers, and the miss row's ``hop_reason`` says ``cache:embed_failed:<error class>``.
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .. import errors
 from ..providers.base import Capabilities, Completion, CompletionRequest, Provider, Usage
 from ..providers.pricing import Price, call_cost
+from ..secrets import redact
 from ..store import CallRecord
 from ..store.cache import CacheBackend, CacheEntry
 from . import context as ctx
@@ -47,6 +55,7 @@ from .recording import Recorder
 from .semantic import SemanticIndex
 
 __all__ = [
+    "AnswerJudge",
     "CachePolicy",
     "Cached",
     "cache_key",
@@ -107,13 +116,27 @@ def _query_index(canonical: dict[str, Any]) -> int | None:
     return None
 
 
-def partition_key(canonical: dict[str, Any]) -> str | None:
-    """The key without the last user message: what a semantic neighbour must share."""
+def partition_key(canonical: dict[str, Any], space: str | None = None) -> str | None:
+    """The key without the last user message: what a semantic neighbour must share.
+
+    ``space`` names the embedder: vectors of two models are not comparable, so they never
+    share a partition.
+    """
     i = _query_index(canonical)
     if i is None:
         return None
     messages = [m if j != i else [m[0], None] for j, m in enumerate(canonical["messages"])]
-    return _digest({**canonical, "messages": messages})
+    scoped = {**canonical, "messages": messages}
+    if space is not None:
+        scoped["space"] = space
+    return _digest(scoped)
+
+
+class AnswerJudge(Protocol):
+    """Says whether two free-text answers to ``question`` agree: True, False, or None
+    (no verdict: the judge failed or its reply did not parse)."""
+
+    async def __call__(self, question: str, cached: str, fresh: str) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,18 @@ def _serialise(completion: Completion) -> dict[str, Any] | None:
     return data
 
 
+def _structured(request: CompletionRequest, a: Completion, b: Completion) -> bool:
+    """Answers that are values (a schema, or JSON text), so equality is the right test."""
+    if request.response_format is not None or a.parsed is not None or b.parsed is not None:
+        return True
+    try:
+        json.loads(a.text)
+        json.loads(b.text)
+    except ValueError:
+        return False
+    return True
+
+
 def _same_answer(a: Completion, b: Completion) -> bool:
     """Structured outputs compare as values; free text after normalisation."""
     if a.parsed is not None or b.parsed is not None:
@@ -151,6 +186,13 @@ def _same_answer(a: Completion, b: Completion) -> bool:
         return bool(json.loads(a.text) == json.loads(b.text))
     except ValueError:
         return normalise_text(a.text) == normalise_text(b.text)
+
+
+def _last_user(request: CompletionRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return message.content
+    return ""
 
 
 class Cached:
@@ -170,6 +212,7 @@ class Cached:
         recorder: Recorder | None = None,
         semantic: SemanticIndex | None = None,
         semantic_backend: CacheBackend | None = None,
+        judge: AnswerJudge | None = None,
         wall: Any = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -185,6 +228,7 @@ class Cached:
         self.price = price
         self.recorder = recorder
         self.semantic = semantic if policy.threshold is not None else None
+        self.judge = judge
         self.wall = wall
         self.rng = rng or random.Random()
 
@@ -214,26 +258,49 @@ class Cached:
                 self._record(entry, "exact", started)
                 return self._completion(entry, "exact")
         partition = query = vector = None
+        degraded: str | None = None
         if self.semantic is not None and self.policy.threshold is not None:
-            partition = partition_key(canonical)
+            partition = partition_key(canonical, self.semantic.name)
             index = _query_index(canonical)
             if partition is not None and index is not None:
                 query = canonical["messages"][index][1]
+                found = None
                 try:
                     vector = await self.semantic.aencode(query)
-                    found = self._semantic_lookup(partition, query, vector, now)
-                except Exception:  # a broken embedder must not fail the call
-                    log.exception("semantic cache lookup failed; calling the model")
-                    found = None
+                except Exception as exc:  # a broken embedder must not fail the call
+                    degraded = self._embed_failed(exc)
+                if vector is not None:
+                    try:
+                        found = self._semantic_lookup(partition, query, vector, now)
+                    except Exception:
+                        log.exception("semantic cache lookup failed; calling the model")
                 if found is not None:
                     entry, similarity = found
-                    served, fresh = await self._semantic_hit(request, entry, similarity, started)
+                    served, fresh = await self._semantic_hit(
+                        bound, request, entry, similarity, started
+                    )
                     if fresh:  # an audit caught a wrong hit: keep the right answer instead
                         self._store(key, canonical, call, served, partition, query, vector, now)
                     return served
-        completion = await self.inner.complete(request)
+        if degraded is not None and ctx.hop_reason.get() is None:
+            with ctx.bind(ctx.hop_reason, f"cache:embed_failed:{degraded}"):
+                completion = await self.inner.complete(request)
+        else:
+            completion = await self.inner.complete(request)
         self._store(key, canonical, call, completion, partition, query, vector, now)
         return completion
+
+    def _embed_failed(self, exc: Exception) -> str:
+        """Count and log an embedder failure once per call; the caller serves a miss."""
+        name = exc.error_class if isinstance(exc, errors.RoadworthyError) else type(exc).__name__
+        assert self.semantic is not None
+        self.semantic.failures[name] = self.semantic.failures.get(name, 0) + 1
+        log.warning(
+            "semantic cache: the embedder failed (%s: %s); served as a miss",
+            name,
+            redact(str(exc))[:200],
+        )
+        return name
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -255,7 +322,12 @@ class Cached:
         return None
 
     async def _semantic_hit(
-        self, request: CompletionRequest, entry: CacheEntry, similarity: float, started: float
+        self,
+        bound: CompletionRequest,
+        request: CompletionRequest,
+        entry: CacheEntry,
+        similarity: float,
+        started: float,
     ) -> tuple[Completion, bool]:
         """The answer to serve, and whether it is a fresh one (an audit found a wrong hit)."""
         cached = self._completion(entry, "semantic", similarity)
@@ -263,9 +335,9 @@ class Cached:
             self._record(entry, "semantic", started, similarity)
             return cached, False
         fresh = await self.inner.complete(request)
-        match = _same_answer(cached, fresh)
-        self._record(entry, "semantic", started, similarity, audit="match" if match else "mismatch")
-        if match:
+        verdict = await self._compare(bound, cached, fresh)
+        self._record(entry, "semantic", started, similarity, audit=verdict)
+        if verdict != "mismatch":
             return cached, False
         log.warning("semantic cache audit: wrong hit at similarity %.3f", similarity)
         try:
@@ -276,6 +348,30 @@ class Cached:
         if self.semantic is not None and entry.partition is not None:
             self.semantic.remove(entry.partition, entry.key)
         return fresh, True
+
+    async def _compare(
+        self, bound: CompletionRequest, cached: Completion, fresh: Completion
+    ) -> str:
+        """``match``, ``mismatch``, or ``unjudged`` when the judge gave no verdict."""
+        if self.judge is None or _structured(bound, cached, fresh):
+            return "match" if _same_answer(cached, fresh) else "mismatch"
+        if normalise_text(cached.text) == normalise_text(fresh.text):
+            return "match"  # identical text needs no judge
+        try:
+            # The judge is its own call: not this step's prompt variant, output check or
+            # cascade, and its ledger rows say what they were for.
+            with (
+                ctx.bind(ctx.request_for_model, None),
+                ctx.bind(ctx.output_check, None),
+                ctx.bind(ctx.hop_reason, "judge:cache-audit"),
+            ):
+                same = await self.judge(_last_user(bound), cached.text, fresh.text)
+        except Exception:
+            log.exception("semantic cache audit: the judge failed; the hit stands")
+            return "unjudged"
+        if same is None:
+            return "unjudged"
+        return "match" if same else "mismatch"
 
     # -- writes ----------------------------------------------------------------------
 
@@ -316,8 +412,16 @@ class Cached:
         except Exception:
             log.exception("cache backend failed on put; the answer is not cached")
             return
-        if self.semantic is not None and partition is not None and query is not None:
-            self.semantic.add(partition, key, query, vector, now)
+        if (
+            self.semantic is not None
+            and partition is not None
+            and query is not None
+            and vector is not None
+        ):
+            try:
+                self.semantic.add(partition, key, query, vector, now)
+            except Exception:
+                log.exception("semantic index failed on add; the entry is exact-only here")
 
     @staticmethod
     def _passes_check(completion: Completion) -> bool:

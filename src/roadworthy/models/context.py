@@ -14,12 +14,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..providers.base import Completion, CompletionRequest
 
+if TYPE_CHECKING:
+    from ..store.budgets import BudgetLimit
+    from .ratelimit import RateLimiter
+
 __all__ = [
     "CallContext",
+    "KeyPolicy",
+    "api_key",
     "attempt",
     "bind",
     "bind_to_model",
@@ -58,12 +64,30 @@ class CallContext:
     prompt_tier: str | None = None
 
 
+@dataclass(frozen=True)
+class KeyPolicy:
+    """The API key a call is made for, and the limits that key carries.
+
+    It travels in its own context variable rather than in :class:`CallContext`, because
+    the pipeline runner builds the call context and knows nothing of HTTP keys: the
+    service binds the key once around the whole request, and every call beneath it (a
+    chat completion or every step of a pipeline) is budgeted, throttled and recorded
+    against it. ``id`` is the key's id, never its secret.
+    """
+
+    id: str
+    budget: BudgetLimit | None = None
+    limiter: RateLimiter | None = None
+
+
 call_context: ContextVar[CallContext | None] = ContextVar("rw_call_context", default=None)
 attempt: ContextVar[int] = ContextVar("rw_attempt", default=1)
 fallback_depth: ContextVar[int] = ContextVar("rw_fallback_depth", default=0)
 hop_reason: ContextVar[str | None] = ContextVar("rw_hop_reason", default=None)
 route_name: ContextVar[str | None] = ContextVar("rw_route", default=None)
 in_retry: ContextVar[bool] = ContextVar("rw_in_retry", default=False)
+# The API key the current request came in with (None: not an HTTP request, or dev mode).
+api_key: ContextVar[KeyPolicy | None] = ContextVar("rw_api_key", default=None)
 # Absolute time on the stack's clock by which the whole request must be answered.
 deadline: ContextVar[float | None] = ContextVar("rw_deadline", default=None)
 # Model names that must fail without being called (fallback drills).

@@ -8,6 +8,10 @@ hops whose window cannot hold the request at all are skipped before anything is 
 
 Hops run with ``fallback_depth`` and ``hop_reason`` (the error class that caused the hop)
 in context, so the ledger row of every attempt says how deep it was and why.
+
+A streamed call hops only before its first byte: once a hop sent text to the client
+(the stream sink is committed), its failure ends the chain, whatever the triggers say,
+because the next model's answer could not be joined to the part already sent.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from .. import errors
 from ..providers.base import Capabilities, Completion, CompletionRequest, Provider
 from ..providers.pricing import Price
+from ..providers.streaming import current_sink
 from . import context as ctx
 from .estimate import estimate_input_tokens
 
@@ -92,6 +97,9 @@ class Fallback:
             try:
                 return await hop.provider.complete(request)
             except errors.RoadworthyError as exc:
+                sink = current_sink()
+                if sink is not None and sink.committed:
+                    raise  # part of this hop's answer is with the client already
                 if isinstance(exc, errors.ContextTooLong) and hop.context_window:
                     min_window = max(min_window, hop.context_window)
                 last = exc

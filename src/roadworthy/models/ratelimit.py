@@ -7,8 +7,10 @@ window has room; after it, the reservation is corrected to the tokens the provid
 reported, which frees what the estimate over-asked. Waiters are served first come, first
 served, so a large request is not starved by small ones.
 
-Limiters are shared objects: one per model and one per API key (several models on one
-key share its limits), and :class:`Throttled` acquires all of them. A request larger than
+Limiters are shared objects: one per model and one per provider key (several models on
+one key share its limits), and :class:`Throttled` acquires all of them. The RPM of a
+service API key is a limiter too, but it refuses instead of waiting
+(:meth:`RateLimiter.try_acquire`, checked once per request by the router). A request larger than
 the whole TPM window is let through alone rather than blocking forever.
 
 Limits are per process: with several worker processes, give each a share of the provider
@@ -92,6 +94,27 @@ class RateLimiter:
                     return entry
                 self.waited_s += wait
                 await self.clock.sleep(wait + 1e-6)
+
+    def wait_s(self, tokens: int = 0) -> float:
+        """Seconds until one more request of ``tokens`` would fit; takes nothing."""
+        now = self.clock.now()
+        self._purge(now)
+        return self._wait_needed(now, tokens)
+
+    def try_acquire(self, tokens: int = 0) -> float:
+        """Take capacity now and return 0, or take nothing and return the seconds to wait.
+
+        The refusing form, for limits whose excess should be told to the caller rather
+        than absorbed by waiting: an API key over its RPM gets a 429 with this wait as
+        ``Retry-After`` instead of holding a server connection open.
+        """
+        wait = self.wait_s(tokens)
+        if wait > 0:
+            return wait
+        now = self.clock.now()
+        self._entries.append(TokenReservation(now, tokens))
+        self._tokens += tokens
+        return 0.0
 
     def correct(self, entry: TokenReservation, actual_tokens: int | None) -> None:
         """Replace the estimate by the reported usage (if still in the window).

@@ -8,6 +8,11 @@ Cost is written only for what was billed: a completion is priced from its report
 (None when the price is unknown); an error answered by the upstream (an HTTP status, a
 429, a refused request) costs 0; a failure where we cannot know whether the upstream
 worked and billed (a timeout, a reset, a garbled body) is None, "unknown", never a guess.
+
+The recorder is a plain callable, or a :class:`~roadworthy.store.writer.CallWriter`. With
+its ``group_commit`` on (the service turns it on) the record goes through the group
+commit (``arecord``), off the event loop, and the call returns only once the row has
+committed, so nothing reported as done can be lost.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from decimal import Decimal
 from .. import errors
 from ..providers.base import Capabilities, Completion, CompletionRequest, Provider
 from ..providers.pricing import Price, call_cost
+from ..providers.streaming import current_sink, estimated_usage
 from ..secrets import redact
 from ..store import CallRecord
+from ..store.writer import CallWriter
 from . import context as ctx
 
 __all__ = ["Recorded", "Recorder", "billed_error_cost", "forced_error"]
@@ -121,8 +128,25 @@ class Recorded:
             )
         except errors.RoadworthyError as exc:
             error = exc
+        except asyncio.CancelledError:
+            # The caller went away (a client that abandoned its stream): the attempt still
+            # happened and may have been billed, so it gets a row, written synchronously
+            # because this task is being cancelled.
+            if self.recorder is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                record = self._record(request, None, None, latency_ms)
+                record.status = "cancelled"
+                record.error_class = "Cancelled"
+                record.cost_usd = None  # the upstream may have billed what it generated
+                self._streamed(record, started, request, cancelled=True)
+                self.recorder(record)
+            raise
         latency_ms = (time.perf_counter() - started) * 1000
-        if self.recorder is not None:
+        if isinstance(self.recorder, CallWriter) and self.recorder.group_commit:
+            await self.recorder.arecord(
+                self._record(request, completion, error, latency_ms, forced)
+            )
+        elif self.recorder is not None:
             self.recorder(self._record(request, completion, error, latency_ms, forced))
         if error is not None:
             raise error
@@ -157,6 +181,7 @@ class Recorded:
             fallback_depth=ctx.fallback_depth.get(),
             route=ctx.route_name.get(),
             hop_reason=ctx.hop_reason.get(),
+            api_key_id=key.id if (key := ctx.api_key.get()) is not None else None,
         )
         if completion is not None:
             usage = completion.usage
@@ -167,6 +192,8 @@ class Recorded:
             record.cost_usd = call_cost(usage, self.price)
             record.finish_reason = completion.finish_reason
             record.request_id = completion.request_id
+            record.usage_estimated = usage.estimated
+        self._streamed(record, time.perf_counter() - latency_ms / 1000, request)
         if error is not None:
             record.error_class = error.error_class
             record.error_message = redact(str(error))[:2000]
@@ -174,6 +201,25 @@ class Recorded:
             if forced:
                 record.status = "drill"
         return record
+
+    @staticmethod
+    def _streamed(
+        record: CallRecord, started: float, request: CompletionRequest, cancelled: bool = False
+    ) -> None:
+        """Time to first token of a streamed attempt; for a cut one, the output counted.
+
+        The sink is shared by every attempt of one request, but only the attempt that
+        sent the first piece can be streaming at all (after it no other attempt runs).
+        """
+        sink = current_sink()
+        if sink is None or sink.first_at is None or sink.first_at < started:
+            return
+        record.ttft_ms = (sink.first_at - started) * 1000
+        if cancelled:
+            usage = estimated_usage(request, sink.pieces)
+            record.input_tokens = usage.input_tokens
+            record.output_tokens = usage.output_tokens
+            record.usage_estimated = True
 
     async def aclose(self) -> None:
         await self.provider.aclose()

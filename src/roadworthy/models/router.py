@@ -14,6 +14,11 @@ Per call the router
 5. when a budget set to ``downgrade`` refuses, reruns on the route's models that are
    cheaper for this request (``hop_reason = "downgraded:BudgetExceeded"``).
 
+A streamed call (a stream sink bound, see :mod:`roadworthy.providers.streaming`) takes no
+live drill, and once its text reached the client it is not escalated: a second answer
+cannot replace one the client already holds. The first router to see the sink owns it;
+a route called on the way (a cache audit's judge) runs without it.
+
 Each model in a route is already wrapped ``Retrying(Breaker(Budgeted(Throttled(Recorded))))``
 by the builder, so a hop retries on its own and the chain only moves on after it gives up.
 """
@@ -23,12 +28,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from .. import errors
 from ..providers.base import Capabilities, Completion, CompletionRequest
+from ..providers.streaming import current_sink, streaming
 from ..store.budgets import OverBudget
 from . import context as ctx
 from .breaker import CircuitBreaker
@@ -39,6 +46,9 @@ from .fallback import Fallback, Hop
 __all__ = ["DrillOutcome", "DrillRecorder", "Router", "TierRule"]
 
 log = logging.getLogger("roadworthy.router")
+
+# Set while a route is answering: a route called on the way (a judge) is not a request.
+_in_route: ContextVar[bool] = ContextVar("rw_in_route", default=False)
 
 
 @dataclass(frozen=True)
@@ -183,13 +193,31 @@ class Router:
     # -- calling ---------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        sink = current_sink()
+        if sink is not None:
+            if sink.claimed:
+                # A model call made on the way to the answer (a cache audit's judge, a
+                # second opinion): its text is not the client's, so it does not stream.
+                with streaming(None):
+                    return await self._complete(request)
+            sink.claimed = True
+        return await self._complete(request)
+
+    async def _complete(self, request: CompletionRequest) -> Completion:
+        if _in_route.get():
+            return await self._route(request)  # on the way: the caller's request counted
+        self._check_key_rate()
+        with ctx.bind(_in_route, True):
+            return await self._route(request)
+
+    async def _route(self, request: CompletionRequest) -> Completion:
         deadline = ctx.deadline.get()
         if self.deadline_s is not None:
             mine = self.clock.now() + self.deadline_s
             deadline = mine if deadline is None else min(deadline, mine)
         with ctx.bind(ctx.deadline, deadline), ctx.bind(ctx.route_name, self.name):
             start = self.pick_tier(request)
-            if self.drill_share and self.rng.random() < self.drill_share:
+            if self.drill_share and current_sink() is None and self.rng.random() < self.drill_share:
                 drilled = await self._live_drill(request, start)
                 if drilled is not None:
                     return drilled
@@ -200,6 +228,23 @@ class Router:
                     raise
                 return await self._downgrade(request, start, exc)
 
+    def _check_key_rate(self) -> None:
+        """Count this request against its API key's RPM, or refuse it with the wait.
+
+        Checked once per request, here at the top of the stack, so retries and fallback
+        hops inside it do not count as more requests of the caller's.
+        """
+        key = ctx.api_key.get()
+        if key is None or key.limiter is None:
+            return
+        wait = key.limiter.try_acquire()
+        if wait > 0:
+            raise errors.RateLimited(
+                f"API key over its limit of {key.limiter.policy.rpm} requests per minute",
+                retry_after=wait,
+                provider="roadworthy",
+            )
+
     async def _cascade(self, request: CompletionRequest, start: int) -> Completion:
         check = ctx.output_check.get() if self.cascade else None
         last_tier = max(0, len(self.tiers) - 1)
@@ -209,7 +254,8 @@ class Router:
             while True:
                 chain = self.chain(request, index)
                 completion = await Fallback(chain, name=self.name).complete(request)
-                if check is None or index >= last_tier:
+                sink = current_sink()
+                if check is None or index >= last_tier or (sink is not None and sink.committed):
                     return completion
                 why = self._check(check, completion)
                 if why is None:

@@ -31,6 +31,7 @@ from ..providers.factory import build_provider, resolve_price
 from ..store import Store
 from ..store.budgets import BudgetLedger, DrillLog
 from ..store.cache import StoreCache
+from ..store.writer import CallWriter
 from .chunk_step import ChunkRunner
 from .generate import BoundModel, GenerateRunner
 from .runner import ItemResult, Pipeline, Step
@@ -54,6 +55,8 @@ class Workspace:
         self.unpriced_models: list[str] = []
         self._bound: dict[str, BoundModel] = {}
         self._stack: StackBuilder | None = None
+        # the call ledger's writer: group commits for async callers (the service)
+        self.calls = CallWriter(self.store)
         settings = project.config.prompts
         self.prompts = PromptRegistry(
             self.store,
@@ -104,7 +107,7 @@ class Workspace:
                 self.project.config,
                 provider=self.provider,
                 price=lambda name: self._model_cached(name).price,
-                recorder=self.store.record_call,
+                recorder=self.calls,
                 ledger=BudgetLedger(self.store.engine),
                 drill_recorder=record_drill,
                 cache=StoreCache(self.store.engine),
@@ -205,6 +208,7 @@ class Workspace:
                 asyncio.run(self.aclose())
             except RuntimeError:  # already inside a running loop; drop references instead
                 self._providers.clear()
+        self.calls.close()
         self.store.close()
 
     def __enter__(self) -> Workspace:

@@ -10,7 +10,7 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from ..errors import (
     Timeout,
 )
 from ..secrets import read_secret, redact
+from ._aiohttp import make_client
 from .base import Completion, CompletionRequest
 
 _CONTEXT_HINTS = (
@@ -129,7 +130,9 @@ async def post_json(
 
     try:
         if total_timeout_s is not None:
-            status, body, resp_headers = await asyncio.wait_for(exchange(), total_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for runs the coroutine in a new task
+            async with asyncio.timeout(total_timeout_s):
+                status, body, resp_headers = await exchange()
         else:
             status, body, resp_headers = await exchange()
     except (TimeoutError, httpx.TimeoutException) as exc:
@@ -155,6 +158,77 @@ async def post_json(
     if check is not None:
         check(data)
     return data, resp_headers
+
+
+async def stream_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    headers: dict[str, str],
+    provider: str,
+    model: str,
+) -> AsyncIterator[dict[str, Any]]:
+    """POST ``payload`` and yield the JSON object of each server-sent event until ``[DONE]``.
+
+    Failures are classified as :func:`post_json` classifies them, with one addition: a
+    stream that ends without ``[DONE]`` was cut (a reset, a crashed upstream), which is a
+    :class:`ProviderUnavailable`, never a short but clean answer. An upstream that ignores
+    ``stream`` and answers with one JSON body yields that body once. The caller enforces
+    the total deadline, since it spans the caller's own work between events.
+    """
+    kw: dict[str, Any] = {"provider": provider, "model": model}
+    where = "unreachable"
+    try:
+        async with client.stream("POST", url, json=payload, headers=headers) as response:
+            where = "broke off mid-stream"
+            if response.status_code >= 400:
+                body = await response.aread()
+                raise classify_status(
+                    response.status_code, body, response.headers, provider=provider, model=model
+                )
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                body = await response.aread()
+                try:
+                    whole = json.loads(body)
+                except ValueError:
+                    raise MalformedResponse(
+                        f"{provider} answered a stream request with neither events nor JSON",
+                        **kw,
+                    ) from None
+                if not isinstance(whole, dict):
+                    raise MalformedResponse(f"{provider} returned JSON that is not an object", **kw)
+                yield whole
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, ``event:`` lines
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise MalformedResponse(
+                        f"{provider} sent a stream event that is not JSON: {redact(data[:100])}",
+                        **kw,
+                    ) from None
+                if not isinstance(event, dict):
+                    raise MalformedResponse(
+                        f"{provider} sent a stream event that is not an object", **kw
+                    )
+                if "error" in event:
+                    raise ProviderUnavailable(
+                        f"{provider} failed mid-stream: {redact(_error_text(data.encode()))}", **kw
+                    )
+                yield event
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"{provider} stream stalled ({type(exc).__name__})", **kw) from None
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(
+            f"{provider} {where}: {type(exc).__name__}: {redact(str(exc))}", **kw
+        ) from None
+    raise ProviderUnavailable(f"{provider} stream ended without its end marker: it was cut", **kw)
 
 
 class HttpProvider:
@@ -198,7 +272,7 @@ class HttpProvider:
         """
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+            self._client = make_client(self._timeout, self._transport)
             self._client_loop = loop
         return self._client
 

@@ -3,7 +3,9 @@
 Everything that talks to a model (HTTP APIs, the in-process llama.cpp model, the scripted
 double, and later the wrappers that add caching, budgets and fallbacks) implements
 :class:`Provider`. Keeping the contract to a single ``complete`` call is what lets wrappers
-stack without knowing what they wrap.
+stack without knowing what they wrap. Streaming is a capability, not a second method: a
+provider with ``capabilities.streaming`` streams into the sink a caller binds around
+``complete`` (see :mod:`.streaming`) and still returns the whole completion.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Usage:
     output_tokens: int | None = None
     cached_read_tokens: int = 0
     cache_write_tokens: int = 0
+    estimated: bool = False  # counted or estimated by roadworthy, not reported upstream
 
 
 @dataclass(frozen=True)

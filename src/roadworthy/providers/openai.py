@@ -4,18 +4,26 @@ Servers differ in how they accept a JSON schema, so ``json_mode`` picks the dial
 ``json_schema`` (OpenAI's ``response_format.json_schema``), ``json_object_schema``
 (``{"type": "json_object", "schema": ...}`` as llama.cpp's Python server and Anyscale take it)
 or ``json_object`` (plain JSON mode; the schema is then only checked after the fact).
+
+When the caller bound a stream sink (:mod:`.streaming`), the call is made with
+``stream: true``: each content delta goes to the sink as it arrives, and the completion
+returned at the end carries the usage from the stream's final usage chunk (asked for with
+``stream_options.include_usage``) or, from a server that sends none, counted and marked
+estimated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Literal
 
 import httpx
 
-from ..errors import ContentFiltered, MalformedResponse
-from ._http import HttpProvider
+from ..errors import ContentFiltered, MalformedResponse, RoadworthyError, Timeout
+from ._http import HttpProvider, stream_sse
 from .base import Capabilities, Completion, CompletionRequest, Usage
+from .streaming import StreamSink, current_sink, estimated_usage
 
 __all__ = ["JsonMode", "OpenAIProvider"]
 
@@ -92,6 +100,74 @@ class OpenAIProvider(HttpProvider):
                 }
         return payload
 
+    async def complete(self, request: CompletionRequest) -> Completion:
+        sink = current_sink()
+        if sink is None:
+            return await super().complete(request)
+        try:
+            return await self._stream(request, sink)
+        except RoadworthyError as exc:
+            sink.committed_failure(exc)
+            raise
+
+    async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
+        payload = self._payload(request)
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+        kw: dict[str, Any] = {"provider": self.name, "model": request.model}
+        parts: list[str] = []
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        request_id: str | None = None
+        model: str | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in stream_sse(
+                    self._http(),
+                    self._base_url + self.endpoint,
+                    payload,
+                    headers={"content-type": "application/json", **self._headers()},
+                    provider=self.name,
+                    model=request.model,
+                ):
+                    request_id = request_id or _str_or_none(event.get("id"))
+                    model = model or _str_or_none(event.get("model"))
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
+                    choices = event.get("choices") or []
+                    if not isinstance(choices, list):
+                        raise MalformedResponse(f"{self.name} stream event has no choices", **kw)
+                    for choice in choices[:1]:
+                        if not isinstance(choice, dict):
+                            raise MalformedResponse(
+                                f"{self.name} stream choice is not an object", **kw
+                            )
+                        delta = choice.get("delta") or choice.get("message") or {}
+                        text = delta.get("content") if isinstance(delta, dict) else None
+                        if text is not None and not isinstance(text, str):
+                            raise MalformedResponse(
+                                f"{self.name} delta content is not a string", **kw
+                            )
+                        if text:
+                            parts.append(text)
+                            sink.send(text)
+                        finish = choice.get("finish_reason") or finish
+        except TimeoutError:
+            raise Timeout(
+                f"{self.name} stream did not finish within {timeout:.2f}s", **kw
+            ) from None
+        if finish == "content_filter":
+            raise ContentFiltered(f"{self.name} filtered the response", **kw)
+        return Completion(
+            text="".join(parts),
+            finish_reason=finish,
+            usage=_usage(usage) if usage is not None else estimated_usage(request, len(parts)),
+            model=model or request.model,
+            provider=self.name,
+            request_id=request_id,
+        )
+
     def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         try:
@@ -129,6 +205,10 @@ def _usage(raw: Any) -> Usage:
         output_tokens=_int_or_none(raw.get("completion_tokens")),
         cached_read_tokens=_int_or_none(cached) or 0,
     )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -5,17 +5,23 @@ A script is a list of :class:`Reply` entries. Each entry may match on text in th
 times and are then used up, which is how a test says "fail twice with 429, then answer".
 Errors are raised as real taxonomy exceptions, so code under test meets the same failures
 it would meet in production. Every request is kept in ``requests`` for assertions.
+
+It streams like a real provider when the caller binds a stream sink: the text goes out in
+word-sized pieces, and a reply with both ``error`` and ``cut_after`` sends that many pieces
+before failing, which is how a test cuts a stream after its first byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
 from .base import Capabilities, Completion, CompletionRequest, Usage
+from .streaming import current_sink
 
 __all__ = ["Reply", "ScriptedProvider"]
 
@@ -40,6 +46,8 @@ class Reply:
     output_tokens: int | None = None
     cached_read_tokens: int = 0
     finish_reason: str = "stop"
+    cut_after: int | None = None  # with ``error``: stream this many pieces, then fail
+    piece_delay_s: float = 0.0  # between streamed pieces
     _used: int = field(default=0, repr=False)
 
     def matches(self, request: CompletionRequest) -> bool:
@@ -67,7 +75,7 @@ class ScriptedProvider:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(json_schema=True, context_window=self._context_window)
+        return Capabilities(streaming=True, json_schema=True, context_window=self._context_window)
 
     def _pick(self, request: CompletionRequest) -> Reply:
         for reply in self.replies:
@@ -85,9 +93,15 @@ class ScriptedProvider:
         reply = self._pick(request)
         if reply.latency_s:
             await asyncio.sleep(reply.latency_s)
-        if reply.error is not None:
-            raise _build_error(reply, self.name, request.model)
         text = reply.text if isinstance(reply.text, str) else json.dumps(reply.text)
+        sink = current_sink()
+        if reply.error is not None:
+            if sink is not None and reply.cut_after:
+                await self._stream(_pieces(text)[: reply.cut_after], reply.piece_delay_s)
+            error = _build_error(reply, self.name, request.model)
+            raise sink.committed_failure(error) if sink is not None else error
+        if sink is not None:
+            await self._stream(_pieces(text), reply.piece_delay_s)
         prompt_words = sum(len(m.content.split()) for m in request.messages)
         return Completion(
             text=text,
@@ -104,8 +118,23 @@ class ScriptedProvider:
             request_id=f"scripted-{len(self.requests)}",
         )
 
+    @staticmethod
+    async def _stream(pieces: list[str], delay_s: float) -> None:
+        sink = current_sink()
+        assert sink is not None
+        for n, piece in enumerate(pieces):
+            if n and delay_s:
+                await asyncio.sleep(delay_s)
+            sink.send(piece)
+            await asyncio.sleep(0)  # let the reader forward it, as a network stream would
+
     async def aclose(self) -> None:
         return None
+
+
+def _pieces(text: str) -> list[str]:
+    """Word-sized pieces that join back to ``text`` exactly."""
+    return re.findall(r"\s*\S+|\s+$", text) if text.strip() else [text]
 
 
 def _build_error(reply: Reply, provider: str, model: str) -> BaseException:

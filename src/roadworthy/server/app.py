@@ -17,6 +17,7 @@ app is committed at ``docs/openapi.json``; a test fails when the two drift apart
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -24,17 +25,27 @@ from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config.server import ServerConfig
 from ..errors import ConfigError
 from ..jobs import EmbeddedQueue, JobSpec
 from ..models import context as stack_context
+from ..models.ratelimit import RateLimiter, RateLimitPolicy
 from ..pipeline import Pipeline, Workspace
-from ..store.keys import KeyStore
-from .auth import Authenticator
-from .chat import ChatRequest, chunks, completion_body, run_chat, sse_stream
+from ..store.budgets import BudgetLimit
+from ..store.keys import ApiKey, KeyStore
+from .auth import DEV_KEY, Authenticator
+from .chat import (
+    ChatRequest,
+    EventStreamResponse,
+    completion_body,
+    open_stream,
+    run_chat,
+    sse_stream,
+    stream_chunks,
+)
 from .errors import ApiError
 
 __all__ = ["API_VERSION", "JobItem", "JobsRequest", "RunRequest", "build_app", "create_app"]
@@ -43,6 +54,9 @@ API_VERSION = "1"
 OVERHEAD_HEADER = "x-roadworthy-overhead-ms"
 TRACE_HEADER = "x-roadworthy-trace-id"
 DEADLINE_HEADER = "x-roadworthy-deadline-s"
+# No model call can be answered in less; a smaller deadline is a units mistake (ms for s),
+# refused with 400 rather than answered with a certain 504.
+MIN_DEADLINE_S = 0.1
 
 # Item status -> HTTP status. The item is recorded whatever happens, so the body is always
 # the item's result; the status tells a client without parsing it whether to act.
@@ -61,7 +75,9 @@ class RunRequest(BaseModel):
 
     input: Any = Field(description="the item, shaped as the pipeline's input declares")
     deadline_s: float | None = Field(
-        None, gt=0, description="answer within this many seconds (default: server setting)"
+        None,
+        ge=MIN_DEADLINE_S,
+        description="answer within this many seconds (default: server setting)",
     )
 
 
@@ -149,7 +165,36 @@ class Gateway:
         self.settings = settings
         self.auth = Authenticator(KeyStore(workspace.store.engine), settings)
         self._pipelines: dict[str, Pipeline] = {}
+        self._key_limiters: dict[tuple[str, int], RateLimiter] = {}
         self.jobs = EmbeddedQueue(workspace.store)
+
+    def key_policy(self, key: ApiKey) -> stack_context.KeyPolicy | None:
+        """What the model stack enforces and records for calls made with ``key``.
+
+        The budget is a ledger budget named ``key:<id>``, so its spend is reserved and
+        settled atomically in the store like any configured budget; the RPM limiter is
+        kept per key (and per limit) in this process, like every rate limiter.
+        """
+        if key is DEV_KEY:
+            return None
+        budget = None
+        if key.budget_usd is not None:
+            budget = BudgetLimit(
+                name=f"key:{key.id}",
+                limit_usd=key.budget_usd,
+                period=key.budget_period,
+                soft=(),
+            )
+        limiter = None
+        if key.rpm is not None:
+            slot = (key.id, key.rpm)
+            limiter = self._key_limiters.get(slot)
+            if limiter is None:
+                limiter = RateLimiter(
+                    f"key:{key.id}", RateLimitPolicy(rpm=key.rpm), self.workspace.stack.clock
+                )
+                self._key_limiters[slot] = limiter
+        return stack_context.KeyPolicy(id=key.id, budget=budget, limiter=limiter)
 
     def pipeline(self, name: str) -> Pipeline:
         if name not in self._pipelines:
@@ -179,16 +224,23 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def _header_deadline(value: str | None) -> float | None:
-    if value is None:
+def _retry_after(
+    status: str, error_code: str | None, policy: stack_context.KeyPolicy | None
+) -> float | None:
+    """Seconds to wait when a failed item failed on a rate or budget limit, else None."""
+    if status != "failed":
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ApiError(400, f"{DEADLINE_HEADER} must be a positive number of seconds")
-    return seconds
+    if error_code == "BudgetExceeded":
+        return 60.0
+    if error_code == "RateLimited":
+        limiter = policy.limiter if policy is not None else None
+        return limiter.wait_s() if limiter is not None else 1.0
+    return None
+
+
+def _deadline_header() -> Any:
+    """The deadline header, typed in the OpenAPI document so clients (and fuzzers) know it."""
+    return Header(None, ge=MIN_DEADLINE_S, description="answer within this many seconds")
 
 
 def _overhead(request: Request, upstream_ms: float) -> str:
@@ -233,20 +285,25 @@ def build_app() -> FastAPI:
         name: str,
         body: RunRequest,
         request: Request,
-        x_roadworthy_deadline_s: str | None = Header(None),
+        x_roadworthy_deadline_s: float | None = _deadline_header(),
     ) -> JSONResponse:
         """Run one item through pipeline ``name`` and return its recorded result.
 
         200: done, degraded (with the reason) or escalated (with the review ticket);
-        202: deferred (with when it runs again); 422: rejected input; 502: failed.
+        202: deferred (with when it runs again); 422: rejected input; 502: failed;
+        429 (with Retry-After): failed on a budget or rate limit (the API key's included).
         """
         gateway = _gateway(request)
-        gateway.auth.check(request, "run")
+        key = gateway.auth.check(request, "run")
         pipeline = gateway.pipeline(name)
-        asked = body.deadline_s or _header_deadline(x_roadworthy_deadline_s)
+        asked = body.deadline_s or x_roadworthy_deadline_s
         seconds = gateway.deadline_s(asked)
+        policy = gateway.key_policy(key)
         started = time.perf_counter()
-        with stack_context.bind(stack_context.deadline, gateway.deadline(seconds)):
+        with (
+            stack_context.bind(stack_context.deadline, gateway.deadline(seconds)),
+            stack_context.bind(stack_context.api_key, policy),
+        ):
             result = await pipeline.run(body.input)
         upstream_ms = (time.perf_counter() - started) * 1000
         payload = result.to_json()
@@ -255,9 +312,14 @@ def build_app() -> FastAPI:
         headers = {OVERHEAD_HEADER: _overhead(request, upstream_ms)}
         if result.trace_id:
             headers[TRACE_HEADER] = result.trace_id
-        return JSONResponse(
-            payload, status_code=RUN_STATUS.get(result.status, 500), headers=headers
-        )
+        status = RUN_STATUS.get(result.status, 500)
+        retry_after = _retry_after(result.status, result.error_code, policy)
+        if retry_after is not None:
+            # Failed on a limit that waiting cures (the key's budget or RPM, an upstream
+            # rate limit): 429 as on the chat endpoint, so clients back off, not give up.
+            status = 429
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return JSONResponse(payload, status_code=status, headers=headers)
 
     @app.post("/v1/pipelines/{name}/jobs", tags=["jobs"], status_code=202)
     async def enqueue_jobs(name: str, body: JobsRequest, request: Request) -> JSONResponse:
@@ -324,7 +386,7 @@ def build_app() -> FastAPI:
         body: ChatRequest,
         request: Request,
         x_roadworthy_prompt: str | None = Header(None),
-        x_roadworthy_deadline_s: str | None = Header(None),
+        x_roadworthy_deadline_s: float | None = _deadline_header(),
     ) -> Response:
         """OpenAI-compatible chat completion through a route's model stack.
 
@@ -332,25 +394,36 @@ def build_app() -> FastAPI:
         the ledger; the gateway's own added time is in ``x-roadworthy-overhead-ms``.
         """
         gateway = _gateway(request)
-        gateway.auth.check(request, "run")
-        seconds = gateway.deadline_s(_header_deadline(x_roadworthy_deadline_s))
+        key = gateway.auth.check(request, "run")
+        seconds = gateway.deadline_s(x_roadworthy_deadline_s)
+        if body.stream:
+            stream = await open_stream(
+                gateway.workspace,
+                body,
+                prompt_header=x_roadworthy_prompt,
+                deadline=gateway.deadline(seconds),
+                api_key=gateway.key_policy(key),
+            )
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return EventStreamResponse(
+                sse_stream(stream_chunks(stream, body.model, include_usage)),
+                stream,
+                headers={
+                    OVERHEAD_HEADER: _overhead(request, stream.upstream_ms),
+                    TRACE_HEADER: stream.trace_id,
+                },
+            )
         result = await run_chat(
             gateway.workspace,
             body,
             prompt_header=x_roadworthy_prompt,
             deadline=gateway.deadline(seconds),
+            api_key=gateway.key_policy(key),
         )
         headers = {
             OVERHEAD_HEADER: _overhead(request, result.upstream_ms),
             TRACE_HEADER: result.trace_id,
         }
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                sse_stream(chunks(result, body.model, include_usage)),
-                media_type="text/event-stream",
-                headers={**headers, "cache-control": "no-cache"},
-            )
         return JSONResponse(completion_body(result, body.model), headers=headers)
 
     return app
@@ -403,5 +476,7 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Fa
     settings = settings or workspace.project.config.server
     app = build_app()
     app.state.gateway = Gateway(workspace, settings)
+    # call rows in group commits off the event loop; an answer waits for its row's commit
+    workspace.calls.group_commit = True
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

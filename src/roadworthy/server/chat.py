@@ -6,15 +6,20 @@ budgets and the ledger. ``model`` names a route of roadworthy.yaml, or one of it
 the ``X-Roadworthy-Prompt`` header) names a registry prompt; its rendered messages come
 first, then the request's own.
 
-Streaming is answered from a finished completion: the provider contract has one
-``complete`` call, so every retry and fallback happens before the first byte is sent, and
-a failure there is an ordinary HTTP error. If writing the stream fails after the first
-byte, the stream ends with an ``error`` event and no ``[DONE]``, so a client never
-mistakes a cut stream for a clean finish.
+Streaming is real: the model call runs as a task with a stream sink bound (see
+:mod:`roadworthy.providers.streaming`), and each piece the upstream sends is forwarded as a
+``chat.completion.chunk`` as it arrives. The response only starts once the first piece is
+there, so every retry and fallback before it is invisible and a failure there is an
+ordinary HTTP error. After the first byte nothing hops or retries; a failure ends the
+stream with an ``error`` event and no ``[DONE]``, so a client never mistakes a cut
+stream for a clean finish. A model that cannot stream (or a cache hit) is answered from
+its finished completion. A client that goes away mid-stream cancels the model call, which
+is recorded as ``cancelled``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -23,24 +28,31 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigError, RoadworthyError
 from ..models import context as stack_context
-from ..models.context import CallContext
+from ..models.context import CallContext, KeyPolicy
 from ..models.router import Router
 from ..pipeline.workspace import Workspace
 from ..prompts import PromptRenderError, render_messages
 from ..providers.base import Completion, CompletionRequest, Message, ResponseFormat
+from ..providers.streaming import StreamSink, streaming
 from .errors import ApiError, from_exception
 
 __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
+    "ChatStream",
+    "EventStreamResponse",
     "RoadworthyExtension",
     "completion_body",
+    "open_stream",
     "run_chat",
     "sse_stream",
+    "stream_chunks",
 ]
 
 
@@ -247,6 +259,7 @@ async def run_chat(
     *,
     prompt_header: str | None,
     deadline: float | None,
+    api_key: KeyPolicy | None = None,
 ) -> ChatResult:
     """Call the model stack once (retries and fallbacks inside); raise :class:`ApiError`."""
     router = resolve_route(workspace, request.model)
@@ -256,12 +269,117 @@ async def run_chat(
         with (
             stack_context.bind(stack_context.call_context, context),
             stack_context.bind(stack_context.deadline, deadline),
+            stack_context.bind(stack_context.api_key, api_key),
         ):
             completion = await router.complete(completion_request)
     except RoadworthyError as exc:
         raise from_exception(exc) from None
     upstream_ms = (time.perf_counter() - started) * 1000
     return ChatResult(completion, context.trace_id, int(time.time()), upstream_ms)
+
+
+# Model calls of streams whose client left: cancelled, kept referenced until they finish
+# their cleanup (the ledger row), which nobody awaits.
+_ABANDONED: set[asyncio.Task[Completion]] = set()
+
+
+@dataclass
+class ChatStream:
+    """A streamed chat completion whose first piece (or whole answer) is in."""
+
+    task: asyncio.Task[Completion]
+    sink: StreamSink
+    first: str | None  # None: the call finished without streaming anything
+    trace_id: str
+    created: int
+    upstream_ms: float  # until the first piece, or the whole call
+
+    def cancel(self) -> None:
+        """Stop the model call (the client is gone); idempotent, never waits."""
+        if not self.task.done():
+            self.task.cancel()
+            _ABANDONED.add(self.task)
+            self.task.add_done_callback(_ABANDONED.discard)
+
+
+async def open_stream(
+    workspace: Workspace,
+    request: ChatRequest,
+    *,
+    prompt_header: str | None,
+    deadline: float | None,
+    api_key: KeyPolicy | None = None,
+) -> ChatStream:
+    """Start the call with a stream sink and wait for its first piece or its end.
+
+    Raises :class:`ApiError` when the call fails before anything was streamed, so the
+    client gets an HTTP error status rather than a stream that fails at once.
+    """
+    router = resolve_route(workspace, request.model)
+    completion_request, context = build_request(workspace, request, prompt_header)
+    sink = StreamSink()
+
+    async def call() -> Completion:
+        try:
+            with (
+                stack_context.bind(stack_context.call_context, context),
+                stack_context.bind(stack_context.deadline, deadline),
+                stack_context.bind(stack_context.api_key, api_key),
+                streaming(sink),
+            ):
+                return await router.complete(completion_request)
+        finally:
+            sink.queue.put_nowait(None)  # the reader's end marker, whatever happened
+
+    started = time.perf_counter()
+    task = asyncio.create_task(call())
+    stream = ChatStream(task, sink, None, context.trace_id, int(time.time()), 0.0)
+    try:
+        stream.first = await sink.queue.get()
+        if stream.first is None:
+            await task
+    except RoadworthyError as exc:
+        raise from_exception(exc) from None
+    except BaseException:
+        stream.cancel()
+        raise
+    stream.upstream_ms = (time.perf_counter() - started) * 1000
+    return stream
+
+
+async def stream_chunks(
+    stream: ChatStream, model: str, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects of a streamed call, forwarded as they come.
+
+    A failure of the call after the first piece is raised from here, after the pieces
+    already forwarded, for :func:`sse_stream` to end the stream with an error event.
+    """
+    base = {
+        "id": f"chatcmpl-{stream.trace_id}",
+        "object": "chat.completion.chunk",
+        "created": stream.created,
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        if stream.first is not None:
+            yield chunk({"content": stream.first})
+            while (piece := await stream.sink.queue.get()) is not None:
+                yield chunk({"content": piece})
+        completion = await stream.task
+        if stream.first is None:  # not streamed: a cache hit, a model that cannot stream
+            for piece in _pieces(completion.text):
+                yield chunk({"content": piece})
+        yield chunk({}, _finish(completion))
+        if include_usage:
+            yield {**base, "choices": [], "usage": _usage(completion)}
+    finally:
+        stream.cancel()  # a no-op unless the client left before the end
 
 
 def _usage(completion: Completion) -> dict[str, Any] | None:
@@ -307,28 +425,6 @@ def _pieces(text: str, size: int = 64) -> Iterator[str]:
         yield text[start : start + size]
 
 
-async def chunks(
-    result: ChatResult, model: str, include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
-    """The ``chat.completion.chunk`` objects of a finished completion."""
-    base = {
-        "id": f"chatcmpl-{result.trace_id}",
-        "object": "chat.completion.chunk",
-        "created": result.created,
-        "model": model,
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(result.completion.text):
-        yield chunk({"content": piece})
-    yield chunk({}, _finish(result.completion))
-    if include_usage:
-        yield {**base, "choices": [], "usage": _usage(result.completion)}
-
-
 def _event(data: str, event: str | None = None) -> bytes:
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {data}\n\n".encode()
@@ -352,3 +448,40 @@ async def sse_stream(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
         yield _event(json.dumps(body), event="error")
         return
     yield _event("[DONE]")
+
+
+class EventStreamResponse(StreamingResponse):
+    """Server-sent events that stop the model call as soon as the client goes away.
+
+    Starlette's own streaming response notices a disconnect only on some ASGI versions
+    (on others, only when a later write fails, which a stalled upstream may never cause).
+    Here the body is written while ``receive`` is watched for ``http.disconnect``; the
+    first of the two to end decides, and a client that left cancels the stream, whose
+    generator then cancels the model call.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, content: AsyncIterator[bytes], stream: ChatStream, headers: dict[str, str]
+    ) -> None:
+        super().__init__(content, headers={**headers, "cache-control": "no-cache"})
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        pump = asyncio.ensure_future(self.stream_response(send))
+        watch = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            results = await asyncio.gather(pump, watch, return_exceptions=True)
+            self.stream.cancel()
+        error = results[0]
+        if isinstance(error, Exception) and not isinstance(error, OSError):
+            raise error  # a bug, not a client that left (a write to it fails with OSError)

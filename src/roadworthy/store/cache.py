@@ -9,14 +9,17 @@ Every backend keeps the same promises, so the cache wrapper never knows which on
 * ``clear`` removes a prompt's entries (every version) or everything.
 
 Times are epoch seconds passed in by the caller, so TTL tests move a number, not a clock.
-Semantic search needs the embedded queries of a partition; only the SQL store keeps them
-(``semantic_rows``), so a route that uses Redis for exact entries keeps its semantic
-entries in the store.
+Semantic search needs the embedded queries of a partition; only the SQL store (and the
+memory backend) keeps them (``semantic_vectors``), so a route that uses Redis for exact
+entries keeps its semantic entries in the store. ``since`` makes that read incremental:
+the rows written after a time (by any process), which is how an in-process index learns
+about entries another worker added without reloading the whole partition.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +37,7 @@ __all__ = [
     "MemoryCache",
     "RedisCache",
     "RouteCacheStats",
+    "SemanticRow",
     "StoreCache",
     "cache_stats",
 ]
@@ -55,6 +59,15 @@ class CacheEntry:
     embedding: bytes | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class SemanticRow:
+    """What a semantic index needs of an entry: its key, its query and the query's vector."""
+
+    key: str
+    query: str
+    embedding: bytes = field(repr=False)
+
+
 class CacheBackend(Protocol):
     def get(self, key: str, now: float) -> CacheEntry | None: ...
 
@@ -68,15 +81,19 @@ class CacheBackend(Protocol):
 
     def sizes(self) -> dict[str, int]: ...
 
-    def semantic_rows(self, partition: str, now: float) -> list[CacheEntry]: ...
+    def semantic_vectors(
+        self, partition: str, now: float, since: float | None = None
+    ) -> list[SemanticRow]: ...
 
 
 class MemoryCache:
     """A process-local backend: an ordered dict per route is the LRU order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, wall: Any = time.time) -> None:
         self._routes: dict[str, OrderedDict[str, tuple[CacheEntry, float | None]]] = {}
         self._route_of: dict[str, str] = {}
+        self._written: dict[str, float] = {}  # key -> wall time of its last put
+        self._wall = wall
 
     def get(self, key: str, now: float) -> CacheEntry | None:
         route = self._route_of.get(key)
@@ -87,6 +104,7 @@ class MemoryCache:
         if expires is not None and expires <= now:
             del entries[key]
             del self._route_of[key]
+            self._written.pop(key, None)
             return None
         entries.move_to_end(key)
         return entry
@@ -98,12 +116,15 @@ class MemoryCache:
         entries = self._routes.setdefault(entry.route, OrderedDict())
         entries[entry.key] = (entry, now + ttl_s if ttl_s is not None else None)
         self._route_of[entry.key] = entry.route
+        self._written[entry.key] = self._wall()
         while len(entries) > max_entries:
             evicted, _ = entries.popitem(last=False)
             del self._route_of[evicted]
+            self._written.pop(evicted, None)
 
     def delete(self, key: str) -> None:
         route = self._route_of.pop(key, None)
+        self._written.pop(key, None)
         if route is not None:
             del self._routes[route][key]
 
@@ -113,18 +134,25 @@ class MemoryCache:
             for key in [k for k, (e, _) in entries.items() if prompt_id in (None, e.prompt_id)]:
                 del entries[key]
                 del self._route_of[key]
+                self._written.pop(key, None)
                 removed += 1
         return removed
 
     def sizes(self) -> dict[str, int]:
         return {route: len(entries) for route, entries in self._routes.items() if entries}
 
-    def semantic_rows(self, partition: str, now: float) -> list[CacheEntry]:
+    def semantic_vectors(
+        self, partition: str, now: float, since: float | None = None
+    ) -> list[SemanticRow]:
         return [
-            e
+            SemanticRow(e.key, e.query, e.embedding)
             for entries in self._routes.values()
             for e, expires in entries.values()
-            if e.partition == partition and (expires is None or expires > now)
+            if e.partition == partition
+            and e.query is not None
+            and e.embedding is not None
+            and (expires is None or expires > now)
+            and (since is None or self._written.get(e.key, 0.0) > since)
         ]
 
 
@@ -223,17 +251,21 @@ class StoreCache:
             rows = conn.execute(sa.select(t.c.route, sa.func.count()).group_by(t.c.route))
             return {str(route): int(n) for route, n in rows}
 
-    def semantic_rows(self, partition: str, now: float) -> list[CacheEntry]:
+    def semantic_vectors(
+        self, partition: str, now: float, since: float | None = None
+    ) -> list[SemanticRow]:
+        """Only the three columns search needs: a 100k-entry load skips the answers."""
         t = cache_entries
+        query = sa.select(t.c.key, t.c.query, t.c.embedding).where(
+            t.c.partition == partition,
+            t.c.embedding.is_not(None),
+            t.c.query.is_not(None),
+            sa.or_(t.c.expires_at.is_(None), t.c.expires_at > now),
+        )
+        if since is not None:
+            query = query.where(t.c.created_at > datetime.fromtimestamp(since, UTC))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                t.select().where(
-                    t.c.partition == partition,
-                    t.c.embedding.is_not(None),
-                    sa.or_(t.c.expires_at.is_(None), t.c.expires_at > now),
-                )
-            )
-            return [_to_entry(r) for r in rows]
+            return [SemanticRow(k, q, bytes(e)) for k, q, e in conn.execute(query)]
 
 
 class RedisCache:
@@ -326,7 +358,9 @@ class RedisCache:
             for name in self.client.scan_iter(f"{self.ns}:lru:*")
         }
 
-    def semantic_rows(self, partition: str, now: float) -> list[CacheEntry]:
+    def semantic_vectors(
+        self, partition: str, now: float, since: float | None = None
+    ) -> list[SemanticRow]:
         return []  # semantic entries stay in the store
 
 
@@ -341,6 +375,7 @@ class RouteCacheStats:
     saved_usd: Decimal
     audited: int
     audit_mismatches: int
+    audit_unjudged: int = 0  # free-text audits whose judge gave no verdict
 
     @property
     def hit_rate(self) -> float:
@@ -362,8 +397,9 @@ def cache_stats(engine: sa.Engine, *, prompt_id: str | None = None) -> list[Rout
             sa.func.count().filter(c.cache_outcome == "exact"),
             sa.func.count().filter(c.cache_outcome == "semantic"),
             sa.func.coalesce(sa.func.sum(c.saved_usd).filter(hit), 0),
-            sa.func.count().filter(c.hop_reason.like("audit:%")),
+            sa.func.count().filter(c.hop_reason.in_(("audit:match", "audit:mismatch"))),
             sa.func.count().filter(c.hop_reason == "audit:mismatch"),
+            sa.func.count().filter(c.hop_reason == "audit:unjudged"),
         )
         .where(c.status == "ok", c.route.is_not(None))
         .group_by(c.route)
@@ -381,6 +417,7 @@ def cache_stats(engine: sa.Engine, *, prompt_id: str | None = None) -> list[Rout
                 saved_usd=Decimal(str(r[4])),
                 audited=int(r[5]),
                 audit_mismatches=int(r[6]),
+                audit_unjudged=int(r[7]),
             )
             for r in conn.execute(query)
         ]

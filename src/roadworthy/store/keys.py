@@ -5,6 +5,10 @@ key is one row lookup and one constant-time hash comparison, never a scan. The s
 256 bits of entropy, so a salted SHA-256 is enough: slow hashes (scrypt) defend
 low-entropy passwords against guessing, which a random key does not need, and they would
 cost milliseconds on every request.
+
+A key may carry its own limits: a budget in USD per day or month and a number of requests
+per minute. They are stored here and enforced by the model stack (the budget ledger and
+the rate limiter), so a key's spend is counted exactly like a configured budget's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -22,9 +28,11 @@ from ..errors import ConfigError
 from .store import now
 from .tables import api_keys
 
-__all__ = ["SCOPES", "ApiKey", "KeyStore", "hash_secret"]
+__all__ = ["PERIODS", "SCOPES", "ApiKey", "KeyStore", "hash_secret"]
 
 SCOPES = ("run", "admin")
+PERIODS = ("day", "month")
+Period = Literal["day", "month"]
 _PREFIX = "rw_"
 
 
@@ -36,6 +44,9 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    budget_usd: Decimal | None = None
+    budget_period: Period = "day"
+    rpm: int | None = None
 
     def allows(self, scope: str) -> bool:
         """``admin`` includes ``run``: an operator can do what an application can."""
@@ -59,13 +70,30 @@ class KeyStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def create(self, name: str, scopes: tuple[str, ...] = ("run",)) -> tuple[ApiKey, str]:
-        """Store a new key and return it with its full token (the only time it is known)."""
+    def create(
+        self,
+        name: str,
+        scopes: tuple[str, ...] = ("run",),
+        *,
+        budget_usd: Decimal | float | str | None = None,
+        period: str = "day",
+        rpm: int | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Store a new key and return it with its full token (the only time it is known).
+
+        ``budget_usd`` per ``period`` (day or month, UTC) and ``rpm`` are the key's own
+        limits; None means the key has none of its own (the configured budgets still apply).
+        """
         unknown = [s for s in scopes if s not in SCOPES]
         if unknown or not scopes:
             raise ConfigError(f"unknown scope(s) {unknown or scopes!r}; use {', '.join(SCOPES)}")
         if not name.strip():
             raise ConfigError("an API key needs a --name")
+        budget = _budget(budget_usd)
+        if period not in PERIODS:
+            raise ConfigError(f"--period must be day or month, not {period!r}")
+        if rpm is not None and rpm < 1:
+            raise ConfigError(f"--rpm must be at least 1, not {rpm}")
         prefix = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
@@ -75,6 +103,9 @@ class KeyStore:
             name=name,
             scopes=tuple(dict.fromkeys(scopes)),
             created_at=now(),
+            budget_usd=budget,
+            budget_period="month" if period == "month" else "day",
+            rpm=rpm,
         )
         with self.engine.begin() as conn:
             conn.execute(
@@ -86,6 +117,9 @@ class KeyStore:
                     key_hash=hash_secret(salt, secret),
                     scopes=list(key.scopes),
                     created_at=key.created_at,
+                    budget_usd=budget,
+                    budget_period=key.budget_period if budget is not None else None,
+                    rpm=rpm,
                 )
             )
         return key, f"{_PREFIX}{prefix}_{secret}"
@@ -120,8 +154,21 @@ class KeyStore:
         return bool(result.rowcount)
 
 
+def _budget(value: Decimal | float | str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"--budget must be an amount in USD, not {value!r}") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigError(f"--budget must be a positive amount in USD, not {value!r}")
+    return amount
+
+
 def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
     m = row._mapping
+    budget = m["budget_usd"]
     return ApiKey(
         id=str(m["id"]),
         prefix=str(m["prefix"]),
@@ -129,6 +176,9 @@ def _key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         scopes=tuple(m["scopes"] or ()),
         created_at=_utc(m["created_at"]),
         revoked_at=_utc(m["revoked_at"]) if m["revoked_at"] is not None else None,
+        budget_usd=Decimal(str(budget)) if budget is not None else None,
+        budget_period="month" if m["budget_period"] == "month" else "day",
+        rpm=int(m["rpm"]) if m["rpm"] is not None else None,
     )
 
 

@@ -85,6 +85,8 @@ class CallRecord:
     hop_reason: str | None = None
     saved_usd: Decimal | None = None  # a cache hit: what the call it replaced cost
     cache_similarity: float | None = None  # a semantic hit: cosine similarity of the inputs
+    api_key_id: str | None = None  # the service API key the call was made for (its id)
+    usage_estimated: bool | None = None  # token counts estimated, not reported upstream
 
 
 @dataclass

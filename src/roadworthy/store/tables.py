@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -42,6 +43,7 @@ __all__ = [
     "metadata",
     "prompt_labels",
     "prompt_versions",
+    "provider_batches",
     "review_items",
     "runs",
 ]
@@ -140,9 +142,14 @@ calls = Table(
     Column("hop_reason", String(100)),
     Column("saved_usd", Numeric(20, 10)),
     Column("cache_similarity", Float),
+    # The service API key the call was made for (its id, never the secret), and whether
+    # the token counts were estimated (a stream without a usage chunk, a cut stream).
+    Column("api_key_id", String(36)),
+    Column("usage_estimated", Boolean),
     Index("ix_calls_trace", "trace_id"),
     Index("ix_calls_run", "run_id"),
     Index("ix_calls_created", "created_at"),
+    Index("ix_calls_api_key", "api_key_id", "created_at"),
 )
 
 # Prompt versions are immutable: a row is written once and never updated.
@@ -320,6 +327,10 @@ api_keys = Table(
     Column("scopes", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    # Per-key limits, enforced by the model stack: a budget per period, requests/minute.
+    Column("budget_usd", Numeric(20, 10)),
+    Column("budget_period", String(8)),
+    Column("rpm", Integer),
 )
 
 # Model answers by exact request key. ``expires_at`` and ``used_at`` are epoch seconds so
@@ -345,7 +356,7 @@ cache_entries = Table(
     Column("used_at", Float, nullable=False),
     Index("ix_cache_entries_route_used", "route", "used_at"),
     Index("ix_cache_entries_prompt", "prompt_id", "prompt_version"),
-    Index("ix_cache_entries_partition", "partition"),
+    Index("ix_cache_entries_partition_created", "partition", "created_at"),
 )
 
 # The embedded job queue (roadworthy.jobs). A job is ``queued`` until a worker claims it
@@ -380,4 +391,29 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Index("ix_jobs_claim", "status", "priority", "run_after"),
     Index("ix_jobs_batch_line", "batch_id", "line_no", unique=True),
+)
+
+# Provider batches of the batch path (roadworthy.jobs.batch_run): one row per batch a
+# provider accepted, written before the first poll, so a process that dies while the
+# provider works resumes polling it instead of submitting (and paying for) it again.
+# ``custom_ids`` are the ids of the items it carries; ``status`` is ``submitted`` until
+# its results are written to those items (``collected``); ``prompt`` pins the prompt
+# version the requests were rendered from.
+provider_batches = Table(
+    "provider_batches",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36), ForeignKey("runs.id"), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("provider", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("prompt", String(300), nullable=False),
+    Column("batch_id", String(200), nullable=False),
+    Column("input_file_id", String(200)),
+    Column("round", Integer, nullable=False, server_default="1"),
+    Column("custom_ids", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_provider_batches_run", "run_id", "status"),
 )

@@ -31,12 +31,23 @@ moves one step per status poll (validating -> in_progress -> completed) unless t
 :class:`BatchOutcome` queued with :meth:`FaultServer.push_batch` (or ``batches:`` in a
 schedule file) says it expires or fails; :meth:`FaultServer.push_control` fails the
 upload, create, poll and download calls themselves.
+
+A chat request with ``stream: true`` is answered with server-sent events as OpenAI streams
+them (one event per word, a usage event when ``stream_options.include_usage`` asks, then
+``[DONE]``); :meth:`Fault.slow_stream` spaces the events out, :meth:`Fault.stream_cut`
+resets the connection after some of them, and ``streams_abandoned`` counts streams whose
+client hung up before the end.
+
+``POST /v1/embeddings`` takes the next fault of the schedule like a chat call; an ``ok``
+answers with :func:`fake_embedding` of each input (deterministic hashed word counts), so
+remote-embedding code is tested over real HTTP without a model.
 """
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
+import hashlib
 import itertools
 import json
 import math
@@ -54,14 +65,22 @@ from typing import Any
 
 import yaml
 
-__all__ = ["PRESETS", "BatchOutcome", "Fault", "FaultServer", "UpstreamLimits", "load_schedule"]
+__all__ = [
+    "PRESETS",
+    "BatchOutcome",
+    "Fault",
+    "FaultServer",
+    "UpstreamLimits",
+    "fake_embedding",
+    "load_schedule",
+]
 
 
 @dataclass
 class Fault:
     """What the server does with one request."""
 
-    kind: str  # ok | status | hang | reset | body | truncate | slow | reset_mid_body
+    kind: str  # ok | status | hang | reset | body | truncate | slow | reset_mid_body | stream_cut
     status_code: int = 200
     text: str = "ok"
     body: bytes | None = None
@@ -70,6 +89,12 @@ class Fault:
     usage: dict[str, Any] | None = None
     finish_reason: str = "stop"
     delay_s: float = 0.0  # before the first byte of the answer
+    # Streaming (a request with ``stream: true``): the pause between content events, the
+    # number of content events sent before a ``stream_cut`` resets the connection, and
+    # whether a usage event is sent when the client asks for one.
+    chunk_delay_s: float = 0.0
+    cut_after: int = 1
+    stream_usage: bool = True
 
     @classmethod
     def ok(cls, text: str = "ok", *, usage: dict[str, Any] | None = None) -> Fault:
@@ -103,6 +128,19 @@ class Fault:
     def slow(cls, delay_s: float, text: str = "ok") -> Fault:
         """A normal answer whose first byte comes after ``delay_s``."""
         return cls("slow", text=text, delay_s=delay_s)
+
+    @classmethod
+    def slow_stream(cls, text: str, chunk_delay_s: float) -> Fault:
+        """A normal answer; streamed, its content events come ``chunk_delay_s`` apart."""
+        return cls("ok", text=text, chunk_delay_s=chunk_delay_s)
+
+    @classmethod
+    def stream_cut(cls, text: str = "a stream cut short", after: int = 1) -> Fault:
+        """Streamed: ``after`` content events of ``text``, then a TCP reset (no [DONE]).
+
+        Asked without ``stream``, the same failure half-way through a JSON body.
+        """
+        return cls("stream_cut", text=text, cut_after=after)
 
     @classmethod
     def reset_mid_body(cls) -> Fault:
@@ -146,6 +184,7 @@ PRESETS: dict[str, Any] = {
     "hang": lambda seconds=30.0, **_: Fault.hang(float(seconds)),
     "reset": lambda **_: Fault.reset(),
     "reset_mid_body": lambda **_: Fault.reset_mid_body(),
+    "stream_cut": lambda after=1, **_: Fault.stream_cut(after=int(after)),
     "malformed": lambda **_: Fault.raw(b"<html>502 Bad Gateway</html>"),
     "truncated": lambda **_: Fault.truncated(),
     "slow": lambda delay_s=1.0, **_: Fault.slow(float(delay_s)),
@@ -184,6 +223,36 @@ def _openai_body(fault: Fault, model: str) -> dict[str, Any]:
             }
         ],
         "usage": usage,
+    }
+
+
+def fake_embedding(text: str, dimensions: int = 64) -> list[float]:
+    """The fake upstream's embedding of ``text``: hashed word counts, L2-normalised.
+
+    Deterministic across processes (a digest, not ``hash()``), and texts that share words
+    get similar vectors, which is all a semantic cache test needs from a real model.
+    """
+    vec = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        vec[int.from_bytes(digest, "big") % dimensions] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+def _embeddings_body(payload: dict[str, Any]) -> dict[str, Any]:
+    raw = payload.get("input", "")
+    texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
+    dims = int(payload.get("dimensions") or 64)
+    tokens = sum(max(1, len(t) // 4) for t in texts)
+    return {
+        "object": "list",
+        "model": str(payload.get("model", "fault-embed")),
+        "data": [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)}
+            for i, t in enumerate(texts)
+        ],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 
@@ -284,6 +353,7 @@ class FaultServer:
         self.keep_requests = keep_requests
         self.served: Counter[str] = Counter()
         self.limited = 0  # 429s answered because a client went over RPM/TPM
+        self.streams_abandoned = 0  # streams whose client hung up before the end
         self.billed_tokens = 0
         self._window: deque[tuple[float, int]] = deque()
         self._window_tokens = 0
@@ -432,6 +502,12 @@ class FaultServer:
     def _answer(self, handler: Any, fault: Fault, payload: dict[str, Any]) -> None:
         model = str(payload.get("model", "fault-model"))
         anthropic = handler.path.endswith("/messages")
+        chat = handler.path.endswith("/chat/completions")
+        if chat and payload.get("stream") is True and fault.kind in ("ok", "slow", "stream_cut"):
+            self._stream(handler, fault, payload, model)
+            return
+        if fault.kind == "stream_cut":
+            fault = Fault.reset_mid_body()
         if fault.kind in ("ok", "slow"):
             if fault.delay_s:
                 self._release.wait(fault.delay_s)
@@ -450,7 +526,10 @@ class FaultServer:
                         "total_tokens": prompt + completion,
                     },
                 )
-            body = _anthropic_body(fault, model) if anthropic else _openai_body(fault, model)
+            if handler.path.endswith("/embeddings"):
+                body = _embeddings_body(payload)
+            else:
+                body = _anthropic_body(fault, model) if anthropic else _openai_body(fault, model)
             handler._send(200, json.dumps(body).encode())
         elif fault.kind in ("status", "body"):
             handler._send(fault.status_code, fault.body or b"", fault.headers)
@@ -488,6 +567,61 @@ class FaultServer:
             handler.close_connection = True
         else:
             raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+    def _stream(self, handler: Any, fault: Fault, payload: dict[str, Any], model: str) -> None:
+        """Answer as OpenAI streams: one ``data:`` event per word, finish, usage, [DONE].
+
+        The body has no length, so the connection closes after it (HTTP/1.1 without
+        chunked encoding). A client that hangs up mid-stream is counted in
+        ``streams_abandoned``, which is how tests see that a gateway stopped the call.
+        """
+        if fault.delay_s:
+            self._release.wait(fault.delay_s)
+        pieces = re.findall(r"\s*\S+|\s+$", fault.text) or [""]
+        base = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "model": model}
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
+
+        def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
+            return event([{"index": 0, "delta": content, "finish_reason": finish}])
+
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        handler.send_header("cache-control", "no-cache")
+        handler.send_header("connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        try:
+            handler.wfile.write(delta({"role": "assistant", "content": ""}))
+            for n, piece in enumerate(pieces):
+                if fault.kind == "stream_cut" and n >= fault.cut_after:
+                    handler.wfile.flush()
+                    sock: socket.socket = handler.connection
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    sock.close()
+                    return
+                if n and fault.chunk_delay_s:
+                    self._release.wait(fault.chunk_delay_s)
+                handler.wfile.write(delta({"content": piece}))
+                handler.wfile.flush()
+            handler.wfile.write(delta({}, fault.finish_reason))
+            options = payload.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage") and fault.stream_usage:
+                prompt = _prompt_tokens(payload)
+                usage = fault.usage or {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": len(pieces),
+                    "total_tokens": prompt + len(pieces),
+                }
+                handler.wfile.write(event([], usage=usage))
+            handler.wfile.write(b"data: [DONE]\n\n")
+            handler.wfile.flush()
+        except OSError:
+            with self._lock:
+                self.streams_abandoned += 1
 
     # -- batch APIs ---------------------------------------------------------------------
 

@@ -1,0 +1,464 @@
+"""The batch path: a file's items through a provider batch API, resumable after a crash.
+
+Items are admitted exactly as :meth:`Pipeline.run` admits them (bad lines, failed ingest
+and failed validation become ``rejected`` rows with reasons; flagged inputs go to review
+before any model sees them), then every admitted item's one ``generate`` request goes to
+the provider's batch endpoint with the **item id as custom id**, so each answer finds its
+item without a mapping table. Answers are checked like real-time ones (JSON, schema,
+escalation criteria) and failures take the pipeline's ``on_failure`` paths, so an item
+ends with the same row, status and reason whichever path it took.
+
+What makes it resumable is the ``provider_batches`` table: each batch the provider
+accepts is written (with the prompt version its requests were rendered from) before the
+first poll, and marked ``collected`` once its outcomes are in their items. A process that
+dies leaves its items ``running`` and its batches ``submitted``; :meth:`BatchPath.resume`
+polls those batches instead of submitting them again (the provider bills every batch it
+runs), submits only the items no batch carries, and admits the lines of the source file
+that never became items. An answer is written to its item only while the item is still
+open, so a batch fetched twice changes nothing the second time.
+
+Only pipelines of one ``generate`` step take this path (see
+:func:`roadworthy.config.paths.batch_problems` and docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..config.paths import BatchSettings, batch_problems
+from ..errors import ConfigError, InputRejected, MalformedResponse, RoadworthyError
+from ..models.context import CallContext
+from ..pipeline import GenerateRunner, ItemResult, Pipeline, Workspace
+from ..pipeline.batch import _decode, _lines
+from ..pipeline.degrade import escalation_reason
+from ..pipeline.generate import BoundModel, PreparedCall
+from ..pipeline.runner import _canonical, _flag_summary
+from ..pipeline.validate import validate_input
+from ..providers.base import Completion
+from ..secrets import redact
+from ..store import input_hash
+from ..store.store import now
+from ..store.tables import provider_batches, runs
+from .batch import (
+    BatchHooks,
+    BatchResult,
+    BatchSubmission,
+    Outcome,
+    Sleep,
+    backend_for,
+    run_batch_report,
+)
+
+__all__ = ["BatchPath", "BatchRunOutcome", "open_batch_runs"]
+
+SUBMITTED = "submitted"
+COLLECTED = "collected"
+OPEN = ("pending", "running")
+
+
+@dataclass
+class BatchRunOutcome:
+    """What one call did: lines admitted, provider batches submitted and picked up again."""
+
+    run_id: str
+    admitted: int = 0
+    submitted: int = 0
+    resumed: int = 0
+
+
+def open_batch_runs(store: Any, pipeline: str | None = None) -> list[dict[str, Any]]:
+    """Batch-path runs that have not finished, newest first, with their open work.
+
+    Each row is the ``runs`` row plus ``batches`` (provider batches still submitted) and
+    ``open_items`` (items still waiting for an answer).
+    """
+    from ..store.tables import items
+
+    query = runs.select().where(runs.c.status != "finished").order_by(runs.c.started_at.desc())
+    if pipeline is not None:
+        query = query.where(runs.c.pipeline == pipeline)
+    out: list[dict[str, Any]] = []
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            run = dict(row._mapping)
+            options = run.get("options")
+            if not isinstance(options, dict) or options.get("path") != "batch":
+                continue
+            run["batches"] = int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(provider_batches)
+                    .where(
+                        provider_batches.c.run_id == run["id"],
+                        provider_batches.c.status == SUBMITTED,
+                    )
+                ).scalar()
+                or 0
+            )
+            run["open_items"] = int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(items)
+                    .where(items.c.run_id == run["id"], items.c.status.in_(OPEN))
+                ).scalar()
+                or 0
+            )
+            out.append(run)
+    return out
+
+
+class BatchPath:
+    """Run one pipeline's items through its model's provider batch API.
+
+    ``sleep`` and ``poll_interval_s`` exist for tests and for ``--poll-interval``; the
+    defaults come from ``pipelines.NAME.batch``.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        pipeline: Pipeline,
+        *,
+        settings: BatchSettings | None = None,
+        poll_interval_s: float | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        config = workspace.project.config
+        if pipeline.name not in config.pipelines:
+            raise ConfigError(f"no pipeline {pipeline.name!r} to run on the batch path")
+        problems = [
+            f"{workspace.project.config_path}: pipelines.{pipeline.name}: path batch: {message}"
+            for _, message in batch_problems(config, pipeline.name)
+        ]
+        if problems:
+            raise ConfigError(problems)
+        step = pipeline.steps[0]
+        if not isinstance(step, GenerateRunner):
+            raise ConfigError(f"pipeline {pipeline.name!r}: the batch path needs a generate step")
+        self.workspace = workspace
+        self.pipeline = pipeline
+        self.store = pipeline.store
+        self.step = step
+        self.settings = settings or pipeline.config.batch
+        self.poll_interval_s = (
+            self.settings.poll_interval_s if poll_interval_s is None else poll_interval_s
+        )
+        self.sleep = sleep
+        self.model = self._model()
+        backend_for(self.model.provider)  # a provider without a batch API fails here, not later
+        self._items: dict[str, dict[str, Any]] = {}
+        self._calls: dict[str, PreparedCall] = {}
+        self._runner: GenerateRunner | None = None
+        self._prompt = ""
+
+    def _model(self) -> BoundModel:
+        """The one model the batch goes to: the step's, its prompt's, or its route's first."""
+        gen = self.step.step
+        name = gen.model
+        if name is None and gen.route is not None:
+            hops = self.workspace.route(gen.route).all_hops()
+            name = hops[0].model_name if hops else None
+        if name is None:
+            source = self.workspace.prompts.files.get(gen.prompt.partition("@")[0])
+            name = source.doc.settings.model if source else None
+        if name is None:
+            raise ConfigError(
+                f"pipeline {self.pipeline.name!r}: the batch path needs a model "
+                "(set generate.model, or settings.model in the prompt)"
+            )
+        return self.workspace._model_cached(name)
+
+    # -- admitting ----------------------------------------------------------------------
+
+    def admit(self, run_id: str, line_no: int, raw: bytes) -> ItemResult:
+        """Make the line an item, as the sync path would; ``running`` ones await the batch."""
+        pipe = self.pipeline
+        try:
+            data = _decode(raw)
+        except InputRejected as exc:
+            return pipe.reject(exc, raw=raw, run_id=run_id, line_no=line_no, key=f"line:{line_no}")
+        key = pipe.key_for(data)
+        ingest_report: dict[str, Any] | None = None
+        route: str | None = None
+        flagged: str | None = None
+        if pipe.ingestor is not None:
+            ingested = pipe.ingestor.ingest(
+                data if isinstance(data, dict | str | bytes) else _canonical(data)
+            )
+            ingest_report = ingested.to_dict()
+            if not ingested.accepted:
+                assert ingested.rejection is not None
+                rejection = ingested.rejection
+                return pipe.reject(
+                    InputRejected(rejection.code, rejection.message, rejection.field),
+                    raw=_canonical(data),
+                    data=data,
+                    run_id=run_id,
+                    line_no=line_no,
+                    key=key,
+                    ingest=ingest_report,
+                )
+            data = ingested.fields if ingested.fields is not None else {"text": ingested.text}
+            route = ingested.route.route if ingested.route is not None else None
+            if ingested.action == "review":
+                flagged = _flag_summary(ingest_report)
+        try:
+            validated = validate_input(data, pipe.config.input)
+        except InputRejected as exc:
+            return pipe.reject(
+                exc,
+                raw=_canonical(data),
+                data=data,
+                run_id=run_id,
+                line_no=line_no,
+                key=key,
+                ingest=ingest_report,
+            )
+        item_id, trace_id = self.store.add_item(
+            pipeline=pipe.name,
+            item_key=key,
+            payload_hash=input_hash(_canonical(validated)),
+            input=validated,
+            run_id=run_id,
+            line_no=line_no,
+            status="running",
+            ingest=ingest_report,
+            route=route,
+        )
+        result = ItemResult(
+            status="running", item_id=item_id, trace_id=trace_id, line_no=line_no, key=key
+        )
+        if flagged is not None:
+            pipe._escalate(result, validated, None, "input_flag", f"input flagged: {flagged}")
+            pipe._save(result, attempts=1)
+        return result
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(
+        self, run_id: str, lines: Iterable[tuple[int, bytes]], *, finish: bool = True
+    ) -> BatchRunOutcome:
+        """Admit ``lines`` into run ``run_id``, send the open items, end every one.
+
+        ``finish=False`` leaves the run open, for a caller that runs other items in it.
+        """
+        outcome = BatchRunOutcome(run_id)
+        admitted: set[str] = set()
+        for line_no, raw in lines:
+            result = self.admit(run_id, line_no, raw)
+            outcome.admitted += 1
+            if result.status == "running" and result.item_id is not None:
+                admitted.add(result.item_id)
+        await self._send(run_id, outcome, only=admitted)
+        if finish:
+            self.store.finish_run(run_id, "finished")
+        return outcome
+
+    async def resume(self, run_id: str) -> BatchRunOutcome:
+        """Finish a run an earlier process left open, paying for no batch twice."""
+        outcome = BatchRunOutcome(run_id)
+        with self.store.engine.connect() as conn:
+            run = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+        if run is None:
+            raise ConfigError(f"no run {run_id!r} to resume")
+        source = run._mapping["source"]
+        if source and Path(source).is_file():
+            seen = {row["line_no"] for row in self.store.items_for_run(run_id)}
+            for line_no, raw in _lines(Path(source)):
+                if line_no not in seen:  # the earlier process died before admitting it
+                    self.admit(run_id, line_no, raw)
+                    outcome.admitted += 1
+        await self._send(run_id, outcome)
+        self.store.finish_run(run_id, "finished")
+        return outcome
+
+    def _open_items(self, run_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.store.items_for_run(run_id) if r["status"] in OPEN]
+
+    def _submitted(self, run_id: str) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                provider_batches.select()
+                .where(provider_batches.c.run_id == run_id, provider_batches.c.status == SUBMITTED)
+                .order_by(provider_batches.c.created_at)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def _pin(self, rows: list[dict[str, Any]]) -> GenerateRunner:
+        """The step with its prompt pinned: the version earlier batches used, else today's."""
+        gen = self.step.step
+        if rows:
+            prompt = str(rows[0]["prompt"])
+        else:
+            resolved = self.workspace.prompts.resolve(gen.prompt)
+            base = gen.prompt.partition("@")[0]
+            prompt = f"{base}@{resolved.version}" if resolved.version is not None else gen.prompt
+        self._prompt = prompt
+        return GenerateRunner(
+            step=gen.model_copy(update={"prompt": prompt, "model": self.model.name, "route": None}),
+            step_name=self.step.step_name,
+            registry=self.step.registry,
+            models=self.step.models,
+            schema=self.step.schema,
+            store=self.store,
+            routes=self.step.routes,
+        )
+
+    async def _send(
+        self, run_id: str, outcome: BatchRunOutcome, *, only: set[str] | None = None
+    ) -> None:
+        """Send the run's open items (``only`` these, when other paths share the run)."""
+        rows = self._submitted(run_id)
+        runner = self._runner = self._pin(rows)
+        open_items = [r for r in self._open_items(run_id) if only is None or str(r["id"]) in only]
+        self._items = {str(r["id"]): r for r in open_items}
+        requests = []
+        contexts: dict[str, CallContext] = {}
+        for item_id, row in self._items.items():
+            try:
+                call = runner.prepare(dict(row["input"] or {}))
+            except RoadworthyError as exc:
+                self._end(item_id, exc)
+                continue
+            self._calls[item_id] = call
+            requests.append((item_id, call.request))
+            contexts[item_id] = CallContext(
+                trace_id=row["trace_id"],
+                item_id=item_id,
+                run_id=run_id,
+                pipeline=self.pipeline.name,
+                step=runner.step_name,
+                prompt_id=call.prompt.doc.id,
+                prompt_version=call.prompt.version,
+                prompt_label=call.prompt.label,
+            )
+        adopt = []
+        for row in rows:
+            carried = tuple(c for c in row["custom_ids"] if c in self._calls)
+            if not carried:
+                self._mark(row["batch_id"], run_id)
+                continue
+            adopt.append(
+                BatchSubmission(
+                    self.model.provider.name,
+                    str(row["batch_id"]),
+                    carried,
+                    int(row["round"]),
+                    row["input_file_id"],
+                )
+            )
+        outcome.resumed = len(adopt)
+        if requests:
+            price = self.model.price
+
+            def submitted(submission: BatchSubmission) -> None:
+                outcome.submitted += 1
+                self._record(run_id, submission)
+
+            def fetched(result: BatchResult) -> None:
+                self._collect(run_id, result)
+
+            report = await run_batch_report(
+                requests,
+                self.model.provider,
+                on_error=self.settings.on_error,
+                max_resubmissions=self.settings.max_resubmissions,
+                poll_interval_s=self.poll_interval_s,
+                max_polls=self.settings.max_polls,
+                sleep=self.sleep,
+                store=self.store,
+                contexts=contexts,
+                price=lambda _model: price,
+                resume=adopt,
+                hooks=BatchHooks(submitted=submitted, fetched=fetched),
+            )
+            for item_id, _ in requests:
+                answer: Outcome = report.outcomes.get(item_id) or MalformedResponse(
+                    f"no batch result for item {item_id}", provider=self.model.provider.name
+                )
+                self._end(item_id, answer)
+        for row in self._submitted(run_id):
+            self._mark(row["batch_id"], run_id)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _record(self, run_id: str, submission: BatchSubmission) -> None:
+        stamp = now()
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                provider_batches.insert().values(
+                    id=str(uuid.uuid4()),
+                    run_id=run_id,
+                    pipeline=self.pipeline.name,
+                    provider=self.model.config.provider,
+                    model=self.model.name,
+                    prompt=self._prompt,
+                    batch_id=submission.batch_id,
+                    input_file_id=submission.input_file_id,
+                    round=submission.round,
+                    custom_ids=list(submission.custom_ids),
+                    status=SUBMITTED,
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+
+    def _mark(self, batch_id: str, run_id: str) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                provider_batches.update()
+                .where(provider_batches.c.batch_id == batch_id, provider_batches.c.run_id == run_id)
+                .values(status=COLLECTED, updated_at=now())
+            )
+
+    def _collect(self, run_id: str, result: BatchResult) -> None:
+        """Write the final outcomes of a fetched batch; retryable errors wait for the policy."""
+        for item_id, answer in result.outcomes.items():
+            if isinstance(answer, Completion) or not answer.retryable:
+                self._end(item_id, answer)
+        self._mark(result.submission.batch_id, run_id)
+
+    def _end(self, item_id: str, answer: Outcome | RoadworthyError) -> None:
+        """End an open item with its answer, exactly as the sync path would."""
+        row = self._items.get(item_id)
+        if row is None:
+            return
+        current = self.store.get_item(item_id)
+        if current is None or current["status"] not in OPEN:
+            return  # already ended (a batch fetched twice, or an earlier process)
+        pipe = self.pipeline
+        data = dict(row["input"] or {})
+        attempts = max(1, int(row["attempts"] or 1))
+        result = ItemResult(
+            status="running",
+            item_id=item_id,
+            trace_id=row["trace_id"],
+            line_no=row["line_no"],
+            key=row["item_key"],
+        )
+        try:
+            if isinstance(answer, Completion):
+                call = self._calls[item_id]
+                assert self._runner is not None
+                output = self._runner._output(call, answer)
+                escalate = escalation_reason(output, pipe.config.escalate, result.key or "")
+                if escalate is not None:
+                    pipe._escalate(result, data, output, *escalate)
+                else:
+                    result.status, result.output = "done", output
+            else:
+                raise answer
+        except RoadworthyError as exc:
+            pipe._on_failure(result, exc, data, attempts)
+        except Exception as exc:  # a bug must not lose the item
+            result.status = "failed"
+            result.reason = redact(f"internal error: {type(exc).__name__}: {exc}")
+            result.error_code = "internal_error"
+        pipe._save(result, attempts=attempts)
