@@ -39,11 +39,8 @@ from ..pipeline import GenerateRunner, ItemResult, Pipeline, Workspace
 from ..pipeline.batch import _decode, _lines
 from ..pipeline.degrade import escalation_reason
 from ..pipeline.generate import BoundModel, PreparedCall
-from ..pipeline.runner import _canonical, _flag_summary
-from ..pipeline.validate import validate_input
 from ..providers.base import Completion
 from ..secrets import redact
-from ..store import input_hash
 from ..store.store import now
 from ..store.tables import provider_batches, runs
 from .batch import (
@@ -184,60 +181,7 @@ class BatchPath:
             data = _decode(raw)
         except InputRejected as exc:
             return pipe.reject(exc, raw=raw, run_id=run_id, line_no=line_no, key=f"line:{line_no}")
-        key = pipe.key_for(data)
-        ingest_report: dict[str, Any] | None = None
-        route: str | None = None
-        flagged: str | None = None
-        if pipe.ingestor is not None:
-            ingested = pipe.ingestor.ingest(
-                data if isinstance(data, dict | str | bytes) else _canonical(data)
-            )
-            ingest_report = ingested.to_dict()
-            if not ingested.accepted:
-                assert ingested.rejection is not None
-                rejection = ingested.rejection
-                return pipe.reject(
-                    InputRejected(rejection.code, rejection.message, rejection.field),
-                    raw=_canonical(data),
-                    data=data,
-                    run_id=run_id,
-                    line_no=line_no,
-                    key=key,
-                    ingest=ingest_report,
-                )
-            data = ingested.fields if ingested.fields is not None else {"text": ingested.text}
-            route = ingested.route.route if ingested.route is not None else None
-            if ingested.action == "review":
-                flagged = _flag_summary(ingest_report)
-        try:
-            validated = validate_input(data, pipe.config.input)
-        except InputRejected as exc:
-            return pipe.reject(
-                exc,
-                raw=_canonical(data),
-                data=data,
-                run_id=run_id,
-                line_no=line_no,
-                key=key,
-                ingest=ingest_report,
-            )
-        item_id, trace_id = self.store.add_item(
-            pipeline=pipe.name,
-            item_key=key,
-            payload_hash=input_hash(_canonical(validated)),
-            input=validated,
-            run_id=run_id,
-            line_no=line_no,
-            status="running",
-            ingest=ingest_report,
-            route=route,
-        )
-        result = ItemResult(
-            status="running", item_id=item_id, trace_id=trace_id, line_no=line_no, key=key
-        )
-        if flagged is not None:
-            pipe._escalate(result, validated, None, "input_flag", f"input flagged: {flagged}")
-            pipe._save(result, attempts=1)
+        result, _ = pipe.admit(data, run_id=run_id, line_no=line_no)
         return result
 
     # -- running ------------------------------------------------------------------------

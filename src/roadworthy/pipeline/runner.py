@@ -203,6 +203,20 @@ class Pipeline:
         self, data: Any, *, run_id: str | None = None, line_no: int | None = None
     ) -> ItemResult:
         """Ingest, validate and process one input; never raises for anything but cancellation."""
+        result, validated = self.admit(data, run_id=run_id, line_no=line_no)
+        if validated is None:
+            return result
+        return await self._process(result, validated, run_id=run_id, attempts=1)
+
+    def admit(
+        self, data: Any, *, run_id: str | None = None, line_no: int | None = None
+    ) -> tuple[ItemResult, dict[str, Any] | None]:
+        """Everything ``run`` does before a model sees the input: ingest, validate, add the item.
+
+        Returns the item and its validated input, or ``None`` for the input when the item
+        has already ended (rejected, or sent to review as flagged). The batch path admits a
+        whole file this way before it submits anything, so both paths make the same rows.
+        """
         key = self.key_for(data)
         ingest_report: dict[str, Any] | None = None
         route: str | None = None
@@ -223,7 +237,7 @@ class Pipeline:
                     line_no=line_no,
                     key=key,
                     ingest=ingest_report,
-                )
+                ), None
             data = ingested.fields if ingested.fields is not None else {"text": ingested.text}
             route = ingested.route.route if ingested.route is not None else None
             if ingested.action == "review":
@@ -239,7 +253,7 @@ class Pipeline:
                 line_no=line_no,
                 key=key,
                 ingest=ingest_report,
-            )
+            ), None
         item_id, trace_id = self.store.add_item(
             pipeline=self.name,
             item_key=key,
@@ -259,8 +273,8 @@ class Pipeline:
             # person before any model sees them.
             self._escalate(result, validated, None, "input_flag", f"input flagged: {flagged}")
             self._save(result, attempts=1)
-            return result
-        return await self._process(result, validated, run_id=run_id, attempts=1)
+            return result, None
+        return result, validated
 
     async def _process(
         self, result: ItemResult, validated: dict[str, Any], *, run_id: str | None, attempts: int

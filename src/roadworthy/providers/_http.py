@@ -106,6 +106,19 @@ def classify_status(
     return BadRequest(f"{where}: {detail}", **kw)
 
 
+def _json_object(body: bytes, not_json: str, *, provider: str, model: str) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`MalformedResponse` saying what it was instead."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise MalformedResponse(f"{provider} {not_json}", provider=provider, model=model) from None
+    if not isinstance(data, dict):
+        raise MalformedResponse(
+            f"{provider} returned JSON that is not an object", provider=provider, model=model
+        )
+    return data
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -147,14 +160,7 @@ async def post_json(
         ) from None
     if status >= 400:
         raise classify_status(status, body, resp_headers, provider=provider, model=model)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise MalformedResponse(
-            f"{provider} returned a body that is not JSON ({len(body)} bytes)", **kw
-        ) from None
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"{provider} returned JSON that is not an object", **kw)
+    data = _json_object(body, f"returned a body that is not JSON ({len(body)} bytes)", **kw)
     if check is not None:
         check(data)
     return data, resp_headers
@@ -189,16 +195,9 @@ async def stream_sse(
                 )
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 body = await response.aread()
-                try:
-                    whole = json.loads(body)
-                except ValueError:
-                    raise MalformedResponse(
-                        f"{provider} answered a stream request with neither events nor JSON",
-                        **kw,
-                    ) from None
-                if not isinstance(whole, dict):
-                    raise MalformedResponse(f"{provider} returned JSON that is not an object", **kw)
-                yield whole
+                yield _json_object(
+                    body, "answered a stream request with neither events nor JSON", **kw
+                )
                 return
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
