@@ -46,17 +46,21 @@ from .chat import (
     sse_stream,
     stream_chunks,
 )
-from .errors import ApiError
+from .errors import ApiError, body_too_large
+from .fast_chat import (
+    DEADLINE_HEADER as DEADLINE_HEADER,
+)
+from .fast_chat import (
+    MIN_DEADLINE_S,
+    OVERHEAD_HEADER,
+    TRACE_HEADER,
+    App,
+    LeanChat,
+)
 
 __all__ = ["API_VERSION", "JobItem", "JobsRequest", "RunRequest", "build_app", "create_app"]
 
 API_VERSION = "1"
-OVERHEAD_HEADER = "x-roadworthy-overhead-ms"
-TRACE_HEADER = "x-roadworthy-trace-id"
-DEADLINE_HEADER = "x-roadworthy-deadline-s"
-# No model call can be answered in less; a smaller deadline is a units mistake (ms for s),
-# refused with 400 rather than answered with a certain 504.
-MIN_DEADLINE_S = 0.1
 
 # Item status -> HTTP status. The item is recorded whatever happens, so the body is always
 # the item's result; the status tells a client without parsing it whether to act.
@@ -106,6 +110,15 @@ class JobsRequest(BaseModel):
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first")
 
 
+class _BodyTooLarge(HTTPException):
+    """Raised while a chunked body streams in; an ``HTTPException`` so that FastAPI's body
+    parsing passes it on instead of turning it into "error parsing the body" (400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, body_too_large(max_bytes).message)
+        self.max_bytes = max_bytes
+
+
 class BodyLimit:
     """Refuse bodies over the limit with 413 before they are read, and stamp arrival time.
 
@@ -139,18 +152,13 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, self._message(), code="body_too_large")
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         await self.app(scope, counted, send)
 
-    def _message(self) -> str:
-        return f"request body over {self.max_bytes} bytes (server.max_body_bytes)"
-
     async def _too_large(self, send: Send) -> None:
-        await ApiError(413, self._message(), code="body_too_large").response()(
-            {"type": "http"}, _empty_receive, send
-        )
+        await body_too_large(self.max_bytes).response()({"type": "http"}, _empty_receive, send)
 
 
 async def _empty_receive() -> Message:
@@ -251,9 +259,9 @@ def _overhead(request: Request, upstream_ms: float) -> str:
     return f"{max(0.0, total - upstream_ms):.3f}"
 
 
-def build_app() -> FastAPI:
+def build_app() -> App:
     """The routes without a workspace: what the OpenAPI document is generated from."""
-    app = FastAPI(
+    app = App(
         title="roadworthy",
         version=API_VERSION,
         description="Run LLM pipelines in production; OpenAI-compatible chat endpoint.",
@@ -455,6 +463,8 @@ def _errors(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if isinstance(exc, _BodyTooLarge):
+            return body_too_large(exc.max_bytes).response()
         kind = "not_found" if exc.status_code == 404 else "invalid_request"
         return ApiError(exc.status_code, str(exc.detail), code=kind).response()
 
@@ -471,11 +481,17 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal)
 
 
-def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> FastAPI:
-    """The service for ``workspace``; settings default to its ``server:`` section."""
+def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> App:
+    """The service for ``workspace``; settings default to its ``server:`` section.
+
+    Plain chat completions take the lean path (:mod:`.fast_chat`) in front of FastAPI;
+    everything else, and every error of theirs, goes through the routes above.
+    """
     settings = settings or workspace.project.config.server
     app = build_app()
-    app.state.gateway = Gateway(workspace, settings)
+    gateway = Gateway(workspace, settings)
+    app.state.gateway = gateway
+    app.lean = LeanChat(gateway)
     # call rows in group commits off the event loop; an answer waits for its row's commit
     workspace.calls.group_commit = True
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -48,6 +48,7 @@ __all__ = [
     "ChatStream",
     "EventStreamResponse",
     "RoadworthyExtension",
+    "call_stack",
     "completion_body",
     "open_stream",
     "run_chat",
@@ -264,6 +265,17 @@ async def run_chat(
     """Call the model stack once (retries and fallbacks inside); raise :class:`ApiError`."""
     router = resolve_route(workspace, request.model)
     completion_request, context = build_request(workspace, request, prompt_header)
+    return await call_stack(router, completion_request, context, deadline, api_key)
+
+
+async def call_stack(
+    router: Router,
+    completion_request: CompletionRequest,
+    context: CallContext,
+    deadline: float | None,
+    api_key: KeyPolicy | None,
+) -> ChatResult:
+    """The model call itself, shared by this route and the lean path (:mod:`.fast_chat`)."""
     started = time.perf_counter()
     try:
         with (

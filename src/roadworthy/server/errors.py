@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 
 from .. import errors
 
-__all__ = ["ApiError", "from_exception"]
+__all__ = ["ApiError", "body_too_large", "from_exception"]
 
 
 @dataclass
@@ -49,6 +49,12 @@ class ApiError(Exception):
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def body_too_large(max_bytes: int) -> ApiError:
+    """The 413 for a body over ``server.max_body_bytes``, declared or counted as it streams."""
+    message = f"request body over {max_bytes} bytes (server.max_body_bytes)"
+    return ApiError(413, message, code="body_too_large")
 
 
 def from_exception(exc: errors.RoadworthyError) -> ApiError:
