@@ -81,6 +81,8 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> int:
         proc.wait()
         log = _LOGS.get(proc.pid)
         out = log.read_text(errors="replace") if log else ""
+        # kept in the warnings summary even when the rerun passes (docs/decisions.md)
+        warnings.warn(f"worker did not exit {GUARD_S:g}s after SIGTERM:\n{out}", stacklevel=1)
         pytest.fail(f"worker did not exit {GUARD_S:g}s after SIGTERM:\n{out}")
 
 
@@ -163,6 +165,7 @@ def test_sigkilled_worker_jobs_finish_on_another_with_one_item_each(
     assert any(r["attempts"] > 1 for r in rows)
 
 
+@pytest.mark.flaky(reruns=1)  # see test_cli's Ctrl-C test and docs/decisions.md
 def test_sigterm_finishes_jobs_in_flight_and_exits_zero(project: tuple[Path, Store]) -> None:
     root, store = project
     queue = EmbeddedQueue(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,9 @@ def test_run_unknown_pipeline_exits_2(scripted_project: Path, tmp_path: Path) ->
     assert result.exit_code == 2 and "no pipeline 'nope'" in result.output
 
 
+# Twice in full-suite runs (never alone) a process stopped by a signal hung; see
+# docs/decisions.md, "Signal-stop tests rerun once". A real regression fails both tries.
+@pytest.mark.flaky(reruns=1)
 def test_ctrl_c_leaves_every_item_ended_and_resume_finishes(tmp_path: Path) -> None:
     """A real SIGINT to a real `roadworthy run` process."""
     import os
@@ -130,9 +134,9 @@ def test_ctrl_c_leaves_every_item_ended_and_resume_finishes(tmp_path: Path) -> N
         "-c",
         "2",
     ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"}
-    )
+    # PYTHONFAULTHANDLER: a run that does not stop is sent SIGABRT and dumps its threads
+    env = {**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         for _ in range(3000):  # wait for progress (event polling, not a timing assertion)
             if out.exists() and len(out.read_text().splitlines()) >= 3:
@@ -141,7 +145,14 @@ def test_ctrl_c_leaves_every_item_ended_and_resume_finishes(tmp_path: Path) -> N
                 break
             subprocess.run(["sleep", "0.01"], check=True)
         proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0].decode()
+        try:
+            output = proc.communicate(timeout=60)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            dump = proc.communicate()[0].decode(errors="replace")
+            # kept in the warnings summary even when the rerun passes (docs/decisions.md)
+            warnings.warn(f"run did not stop 60 s after SIGINT:\n{dump}", stacklevel=1)
+            pytest.fail(f"run did not stop 60 s after SIGINT:\n{dump}")
     finally:
         proc.kill()
     assert proc.returncode == 130, output
