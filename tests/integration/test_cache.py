@@ -77,6 +77,7 @@ def test_a_repeated_batch_run_is_answered_from_the_cache_at_zero_cost(tmp_path: 
     (route,) = json.loads(stats.output)
     assert route["route"] == "triage" and route["exact_hits"] == 3 and route["entries"] == 3
     assert route["hit_rate"] == 0.5
+    assert route["audited"] == 0 and route["wrong_hit_rate"] is None  # no semantic hits
     cleared = runner.invoke(app, ["cache", "clear", "-p", str(root), "--prompt", "triage"])
     assert cleared.exit_code == 0 and "removed 3" in cleared.output
 

@@ -253,3 +253,4 @@ async def test_cache_stats_count_judged_audits_apart_from_unjudged_ones(sqlite_u
         store.close()
     assert (stats.semantic_hits, stats.audited, stats.audit_mismatches) == (3, 2, 1)
     assert stats.audit_unjudged == 1
+    assert stats.wrong_hit_rate == 0.5  # one mismatch of two verdicts; unjudged left out

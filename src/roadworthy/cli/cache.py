@@ -44,7 +44,7 @@ def cache_stats_command(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show per route: calls, exact and semantic hits, hit rate, USD saved, entries."""
+    """Show per route: calls, hits, hit rate, USD saved, audits and wrong-hit rate, entries."""
     loaded = load(project)
     store = Store.open(loaded.storage_url)
     try:
@@ -65,6 +65,8 @@ def cache_stats_command(
             "saved_usd": str(s.saved_usd),
             "audited": s.audited,
             "audit_mismatches": s.audit_mismatches,
+            "audit_unjudged": s.audit_unjudged,
+            "wrong_hit_rate": None if s.wrong_hit_rate is None else round(s.wrong_hit_rate, 4),
             "entries": sizes.get(s.route, 0),
         }
         for s in stats
@@ -80,6 +82,8 @@ def cache_stats_command(
             "saved_usd": "0",
             "audited": 0,
             "audit_mismatches": 0,
+            "audit_unjudged": 0,
+            "wrong_hit_rate": None,
             "entries": n,
         }
         for route, n in sorted(sizes.items())
@@ -92,7 +96,7 @@ def cache_stats_command(
     for column in rows[0] if rows else ["route", "calls", "entries"]:
         table.add_column(column, justify="left" if column == "route" else "right")
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
     console.print(table)
 
 

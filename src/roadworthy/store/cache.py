@@ -381,6 +381,12 @@ class RouteCacheStats:
     def hit_rate(self) -> float:
         return (self.exact_hits + self.semantic_hits) / self.calls if self.calls else 0.0
 
+    @property
+    def wrong_hit_rate(self) -> float | None:
+        """Mismatches over judged audits: the measured share of semantic hits that were
+        wrong; None before any audit has a verdict (unjudged ones are not counted)."""
+        return self.audit_mismatches / self.audited if self.audited else None
+
 
 def cache_stats(engine: sa.Engine, *, prompt_id: str | None = None) -> list[RouteCacheStats]:
     """Hits, hit rate and savings per route, from the calls ledger.
