@@ -23,6 +23,7 @@ from roadworthy.cli.main import app
 from roadworthy.providers import builtin_price, call_cost
 from roadworthy.providers.base import Usage
 from roadworthy.store import Store
+from roadworthy.store.budgets import BudgetLedger, BudgetLimit
 from roadworthy.store.tables import provider_batches
 from roadworthy.testing import BatchOutcome, Fault, FaultServer
 
@@ -361,3 +362,39 @@ async def test_resume_admits_lines_a_dead_process_never_reached(tmp_path: Path) 
         finally:
             await workspace.aclose()
             workspace.store.close()
+
+
+CAP = BudgetLimit(name="cap", limit_usd=Decimal("0.0004"))
+
+
+def test_batch_requests_reserve_budget_and_settle_at_the_batch_price(tmp_path: Path) -> None:
+    """A budget caps the batch path as it caps real-time calls: what does not fit is not sent."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(json.dumps({"id": str(i), "text": f"ticket {i}"}) for i in range(5)) + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    budget = f"budgets:\n  cap: {{limit_usd: {CAP.limit_usd}, scope: global}}\n"
+    with FaultServer([answer("technical")] * 5) as server:
+        root = project(tmp_path, server, extra=budget)
+        result = runner.invoke(app, ["run", "triage", str(source), "-p", str(root), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        sent = sum(len(b.lines) for b in server.batches.values())
+
+    rows = lines_of(out)
+    done = [r for r in rows if r["status"] == "done"]
+    refused = [r for r in rows if r["status"] != "done"]
+    assert done and refused, rows  # the cap lets some requests through, not all
+    assert len(done) == sent  # nothing refused was sent
+    assert {r["error"]["code"] for r in refused} == {"BudgetExceeded"}
+
+    store = store_of(root)
+    try:
+        costs = [Decimal(str(c["cost_usd"])) for c in store.iter_table("calls")]
+        assert len(costs) == sent and all(c > 0 for c in costs)
+        (status,) = BudgetLedger(store.engine).status([CAP])
+        assert status.reserved_usd == 0  # every reservation settled
+        assert status.spent_usd == sum(costs)  # at the batch price the ledger recorded
+        assert status.spent_usd <= status.limit_usd
+    finally:
+        store.close()

@@ -17,6 +17,14 @@ runs), submits only the items no batch carries, and admits the lines of the sour
 that never became items. An answer is written to its item only while the item is still
 open, so a batch fetched twice changes nothing the second time.
 
+Budgets hold here as on the real-time path: before a request goes into a batch, its
+estimated cost at the batch price is reserved against every budget that applies to the
+model, route and pipeline; a request that does not fit ends its item with
+``BudgetExceeded`` through the pipeline's ``on_failure`` paths instead of being sent, and
+each reservation is settled with the item's real (discounted) cost when its answer comes
+back. A process that dies leaves its reservations held until the period ends, as a dead
+real-time caller does: the budget errs on the side of spending less.
+
 Only pipelines of one ``generate`` step take this path (see
 :func:`roadworthy.config.paths.batch_problems` and docs/decisions.md).
 """
@@ -27,20 +35,31 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..config.paths import BatchSettings, batch_problems
-from ..errors import ConfigError, InputRejected, MalformedResponse, RoadworthyError
+from ..errors import (
+    BudgetExceeded,
+    ConfigError,
+    InputRejected,
+    MalformedResponse,
+    RoadworthyError,
+)
 from ..models.context import CallContext
+from ..models.estimate import estimate_cost
 from ..pipeline import GenerateRunner, ItemResult, Pipeline, Workspace
 from ..pipeline.batch import _decode, _lines
 from ..pipeline.degrade import escalation_reason
 from ..pipeline.generate import BoundModel, PreparedCall
-from ..providers.base import Completion
+from ..providers.base import Completion, CompletionRequest
+from ..providers.pricing import call_cost
 from ..secrets import redact
+from ..store.budgets import Reservation, period_key
 from ..store.store import now
 from ..store.tables import provider_batches, runs
 from .batch import (
@@ -149,6 +168,14 @@ class BatchPath:
         )
         self.sleep = sleep
         self.model = self._model()
+        gen = step.step
+        route = config.routes.get(gen.route) if gen.route is not None else None
+        stack = workspace.stack
+        self.limits = stack.limits_for(self.model.name, route.budget if route else None)(
+            pipeline.name
+        )
+        self.ledger = stack.ledger
+        self._reserved: dict[str, Reservation] = {}
         backend_for(self.model.provider)  # a provider without a batch API fails here, not later
         self._items: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, PreparedCall] = {}
@@ -283,6 +310,7 @@ class BatchPath:
                 prompt_version=call.prompt.version,
                 prompt_label=call.prompt.label,
             )
+        requests = self._reserve(requests, {c for row in rows for c in row["custom_ids"]})
         adopt = []
         for row in rows:
             carried = tuple(c for c in row["custom_ids"] if c in self._calls)
@@ -331,6 +359,53 @@ class BatchPath:
         for row in self._submitted(run_id):
             self._mark(row["batch_id"], run_id)
 
+    def _reserve(
+        self, requests: list[tuple[str, CompletionRequest]], submitted: set[str]
+    ) -> list[tuple[str, CompletionRequest]]:
+        """The requests whose estimated batch cost every applicable budget can take.
+
+        The rest end now with the budget's error; nothing is sent for them. Requests an
+        earlier process already ``submitted`` are past refusing: their cost is only
+        counted when it comes back (the earlier reservation died with that process).
+        """
+        if not self.limits or self.ledger is None:
+            return requests
+        price = self.model.price
+        if price is None:
+            raise ConfigError(
+                f"pipeline {self.pipeline.name!r}: model {self.model.name!r} has no price, "
+                f"so no budget can be kept for it (hint: add models.{self.model.name}.price)"
+            )
+        stamp = datetime.now(UTC)
+        count_only = Reservation(
+            tuple((lim.name, period_key(lim.period, stamp), 0) for lim in self.limits)
+        )
+        keep = []
+        for item_id, request in requests:
+            if item_id in submitted:
+                self._reserved[item_id] = count_only
+                keep.append((item_id, request))
+                continue
+            estimate = estimate_cost(request, price) or Decimal(0)
+            estimate *= Decimal(1) - price.batch_discount
+            try:
+                self._reserved[item_id] = self.ledger.reserve(self.limits, estimate)
+            except BudgetExceeded as exc:
+                self._end(item_id, exc)
+                continue
+            keep.append((item_id, request))
+        return keep
+
+    def _settle(self, item_id: str, answer: Outcome | RoadworthyError) -> None:
+        """Replace the item's reservation by what its batch request really cost."""
+        reservation = self._reserved.pop(item_id, None)
+        if reservation is None or self.ledger is None:
+            return
+        cost: Decimal | None = Decimal(0)  # a failed batch request is not billed
+        if isinstance(answer, Completion):
+            cost = call_cost(answer.usage, self.model.price, batch=True)
+        self.ledger.settle(reservation, cost)
+
     # -- state --------------------------------------------------------------------------
 
     def _record(self, run_id: str, submission: BatchSubmission) -> None:
@@ -371,6 +446,7 @@ class BatchPath:
 
     def _end(self, item_id: str, answer: Outcome | RoadworthyError) -> None:
         """End an open item with its answer, exactly as the sync path would."""
+        self._settle(item_id, answer)
         row = self._items.get(item_id)
         if row is None:
             return

@@ -139,9 +139,10 @@ class StackBuilder:
             )
         return self.breakers[model]
 
-    def _limits_for(
+    def limits_for(
         self, model: str, route_budget: str | None
     ) -> Callable[[str | None], Sequence[BudgetLimit]]:
+        """The budgets a call of ``model`` counts against, given the pipeline it runs for."""
         static: list[BudgetLimit] = []
         by_pipeline: dict[str, list[BudgetLimit]] = {}
         for name, budget in self.config.budgets.items():
@@ -181,7 +182,7 @@ class StackBuilder:
         ]
         stack: Provider = Throttled(leaf, limiters) if limiters else leaf
         if self.ledger is not None:
-            limits_for = self._limits_for(model, route.budget if route else None)
+            limits_for = self.limits_for(model, route.budget if route else None)
             applies = limits_for(None) or any(
                 b.scope.startswith("pipeline:") for b in self.config.budgets.values()
             )
