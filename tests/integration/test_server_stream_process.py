@@ -32,9 +32,11 @@ CONFIG = """\
 storage: sqlite:///.roadworthy/state.db
 providers:
   up: {{type: openai, base_url: "{url}/v1", api_key_env: null}}
+  claude: {{type: anthropic, base_url: "{url}", api_key_env: null}}
 models:
   first: {{provider: up, id: model-a, tier: small}}
   second: {{provider: up, id: model-b, tier: medium}}
+  haiku: {{provider: claude, id: claude-3-5-haiku-20241022, tier: large}}
 routes:
   chat: {{tiers: [small], fallbacks: [second], retry: {{max_attempts: 1}}}}
 """
@@ -61,9 +63,9 @@ class Served:
         finally:
             store.close()
 
-    def stream(self, text: str = "hi", **kw: Any) -> Any:
+    def stream(self, text: str = "hi", model: str = "chat", **kw: Any) -> Any:
         return self.client.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": text}], stream=True, **kw
+            model=model, messages=[{"role": "user", "content": text}], stream=True, **kw
         )
 
 
@@ -127,6 +129,21 @@ def test_stream_forwards_upstream_events_and_records_usage(served: Served) -> No
     assert call["output_tokens"] == 4 and call["usage_estimated"] is False
     assert call["ttft_ms"] is not None
     assert served.upstream.requests[-1]["json"]["stream"] is True
+
+
+def test_anthropic_upstream_streams_through_the_openai_endpoint(served: Served) -> None:
+    served.upstream.push(Fault.ok("streamed by the messages api"))
+    raw = served.stream(model="haiku", stream_options={"include_usage": True})
+    chunks = list(raw.parse())
+    assert _text(chunks) == "streamed by the messages api"
+    content = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(content) == 5  # one OpenAI chunk per Anthropic text delta, not one replay
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+    sent = served.upstream.requests[-1]
+    assert sent["path"] == "/v1/messages" and sent["json"]["stream"] is True
+    (call,) = served.calls(raw.headers["x-roadworthy-trace-id"])
+    assert call["status"] == "ok" and call["model"] == "claude-3-5-haiku-20241022"
+    assert call["output_tokens"] == 5 and call["usage_estimated"] is False
 
 
 def test_stream_without_usage_event_is_counted_and_marked(served: Served) -> None:

@@ -25,11 +25,13 @@ from ..errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    RoadworthyError,
     Timeout,
 )
 from ..secrets import read_secret, redact
 from ._aiohttp import make_client
 from .base import Completion, CompletionRequest
+from .streaming import StreamSink, current_sink
 
 _CONTEXT_HINTS = (
     "context length",
@@ -174,8 +176,12 @@ async def stream_sse(
     headers: dict[str, str],
     provider: str,
     model: str,
+    last: Callable[[dict[str, Any]], bool] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """POST ``payload`` and yield the JSON object of each server-sent event until ``[DONE]``.
+
+    ``last`` says which event ends a stream that has no ``[DONE]`` marker (Anthropic's
+    ``message_stop``); that event is yielded, then the stream is done.
 
     Failures are classified as :func:`post_json` classifies them, with one addition: a
     stream that ends without ``[DONE]`` was cut (a reset, a crashed upstream), which is a
@@ -221,6 +227,8 @@ async def stream_sse(
                         f"{provider} failed mid-stream: {redact(_error_text(data.encode()))}", **kw
                     )
                 yield event
+                if last is not None and last(event):
+                    return
     except httpx.TimeoutException as exc:
         raise Timeout(f"{provider} stream stalled ({type(exc).__name__})", **kw) from None
     except httpx.TransportError as exc:
@@ -238,6 +246,9 @@ class HttpProvider:
     """
 
     endpoint = ""
+    # True where the subclass implements ``_stream``: with a stream sink bound (the server's
+    # streamed chat), the call is made as a stream instead of one JSON answer.
+    streams = False
 
     def __init__(
         self,
@@ -284,8 +295,22 @@ class HttpProvider:
     def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
         raise NotImplementedError
 
+    async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
+        """The call made as a stream, each text delta sent to ``sink`` (``streams`` only)."""
+        raise NotImplementedError
+
+    def _deadline_s(self, request: CompletionRequest) -> float:
+        return request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+
     async def complete(self, request: CompletionRequest) -> Completion:
-        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+        sink = current_sink()
+        if sink is not None and self.streams:
+            try:
+                return await self._stream(request, sink)
+            except RoadworthyError as exc:
+                sink.committed_failure(exc)
+                raise
+        timeout = self._deadline_s(request)
         data, _ = await post_json(
             self._http(),
             self._base_url + self.endpoint,

@@ -5,18 +5,26 @@ the API then returns the arguments as a JSON object, which is the most widely su
 way to get schema-shaped output from Claude models. Anthropic reports cached tokens apart
 from ``input_tokens``; they are added back so :class:`~roadworthy.providers.base.Usage`
 means the same thing for every provider.
+
+Streamed (a stream sink bound, as the server's streamed chat does), the call is made with
+``stream: true`` and each ``text_delta`` -- or ``input_json_delta`` of the forced tool,
+whose pieces join up into the JSON answer -- goes to the sink as it arrives. The input
+tokens come in ``message_start``, the output tokens and stop reason in ``message_delta``;
+the stream ends at ``message_stop``, and one that ends before it was cut.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import httpx
 
-from ..errors import ContentFiltered, MalformedResponse
-from ._http import HttpProvider
+from ..errors import ContentFiltered, MalformedResponse, Timeout
+from ._http import HttpProvider, stream_sse
 from .base import Capabilities, Completion, CompletionRequest, Usage
+from .streaming import StreamSink
 
 __all__ = ["AnthropicProvider"]
 
@@ -25,6 +33,7 @@ _DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens on every request
 
 class AnthropicProvider(HttpProvider):
     endpoint = "/v1/messages"
+    streams = True
 
     def __init__(
         self,
@@ -95,6 +104,75 @@ class AnthropicProvider(HttpProvider):
             payload["tool_choice"] = {"type": "tool", "name": fmt.name}
         return payload
 
+    async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
+        payload = self._payload(request)
+        payload["stream"] = True
+        timeout = self._deadline_s(request)
+        kw: dict[str, Any] = {"provider": self.name, "model": request.model}
+        parts: list[str] = []
+        tool = False
+        usage: dict[str, Any] = {}
+        stop: str | None = None
+        message: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in stream_sse(
+                    self._http(),
+                    self._base_url + self.endpoint,
+                    payload,
+                    headers={"content-type": "application/json", **self._headers()},
+                    provider=self.name,
+                    model=request.model,
+                    last=lambda e: e.get("type") == "message_stop",
+                ):
+                    kind = event.get("type")
+                    if kind == "message":  # an upstream that ignored ``stream``: the whole answer
+                        whole = self._parse(event, request)
+                        if whole.text:
+                            sink.send(whole.text)
+                        return whole
+                    if kind == "message_start" and isinstance(event.get("message"), dict):
+                        message = event["message"]
+                        usage.update(message.get("usage") or {})
+                    elif kind == "content_block_start":
+                        block = event.get("content_block")
+                        tool = tool or (isinstance(block, dict) and block.get("type") == "tool_use")
+                    elif kind == "content_block_delta":
+                        text = _delta_text(event.get("delta"), self.name, kw)
+                        if text:
+                            parts.append(text)
+                            sink.send(text)
+                    elif kind == "message_delta":
+                        delta = event.get("delta")
+                        if isinstance(delta, dict):
+                            stop = delta.get("stop_reason") or stop
+                        usage.update(event.get("usage") or {})
+        except TimeoutError:
+            raise Timeout(
+                f"{self.name} stream did not finish within {timeout:.2f}s", **kw
+            ) from None
+        if stop == "refusal":
+            raise ContentFiltered(f"{self.name} refused to answer", **kw)
+        text = "".join(parts)
+        parsed: Any = None
+        if tool:
+            try:
+                parsed = json.loads(text or "{}")
+            except ValueError:
+                raise MalformedResponse(
+                    f"{self.name} streamed tool input is not JSON: {text[:100]!r}", **kw
+                ) from None
+            text = json.dumps(parsed)
+        return Completion(
+            text=text,
+            finish_reason=stop,
+            usage=_usage(usage),
+            model=str(message.get("model") or request.model),
+            provider=self.name,
+            request_id=message.get("id"),
+            parsed=parsed,
+        )
+
     def _parse(self, data: dict[str, Any], request: CompletionRequest) -> Completion:
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         blocks = data.get("content")
@@ -139,3 +217,16 @@ def _usage(raw: Any) -> Usage:
         cached_read_tokens=int(read),
         cache_write_tokens=int(write),
     )
+
+
+def _delta_text(delta: Any, provider: str, kw: dict[str, Any]) -> str:
+    """The text a ``content_block_delta`` adds: answer text, or a piece of the tool's JSON."""
+    if not isinstance(delta, dict):
+        raise MalformedResponse(f"{provider} stream delta is not an object", **kw)
+    kind = delta.get("type")
+    text = delta.get("text") if kind == "text_delta" else None
+    if kind == "input_json_delta":
+        text = delta.get("partial_json")
+    if text is not None and not isinstance(text, str):
+        raise MalformedResponse(f"{provider} stream delta text is not a string", **kw)
+    return text or ""

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import httpx
 
-from ..errors import ContentFiltered, MalformedResponse, RoadworthyError, Timeout
+from ..errors import ContentFiltered, MalformedResponse, Timeout
 from ._http import HttpProvider, stream_sse
 from .base import Capabilities, Completion, CompletionRequest, Usage
-from .streaming import StreamSink, current_sink, estimated_usage
+from .streaming import StreamSink, estimated_usage
 
 __all__ = ["JsonMode", "OpenAIProvider"]
 
@@ -34,6 +34,7 @@ class OpenAIProvider(HttpProvider):
     """Chat completions over httpx, with failures mapped to roadworthy's taxonomy."""
 
     endpoint = "/chat/completions"
+    streams = True
 
     def __init__(
         self,
@@ -100,21 +101,11 @@ class OpenAIProvider(HttpProvider):
                 }
         return payload
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        sink = current_sink()
-        if sink is None:
-            return await super().complete(request)
-        try:
-            return await self._stream(request, sink)
-        except RoadworthyError as exc:
-            sink.committed_failure(exc)
-            raise
-
     async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
         payload = self._payload(request)
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
-        timeout = request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+        timeout = self._deadline_s(request)
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         parts: list[str] = []
         finish: str | None = None

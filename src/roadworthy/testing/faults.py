@@ -503,8 +503,12 @@ class FaultServer:
         model = str(payload.get("model", "fault-model"))
         anthropic = handler.path.endswith("/messages")
         chat = handler.path.endswith("/chat/completions")
-        if chat and payload.get("stream") is True and fault.kind in ("ok", "slow", "stream_cut"):
-            self._stream(handler, fault, payload, model)
+        streamed = payload.get("stream") is True and fault.kind in ("ok", "slow", "stream_cut")
+        if streamed and (chat or anthropic):
+            events = (
+                _AnthropicEvents(payload, model) if anthropic else _OpenAIEvents(payload, model)
+            )
+            self._stream(handler, fault, events)
             return
         if fault.kind == "stream_cut":
             fault = Fault.reset_mid_body()
@@ -568,8 +572,8 @@ class FaultServer:
         else:
             raise ValueError(f"unknown fault kind {fault.kind!r}")
 
-    def _stream(self, handler: Any, fault: Fault, payload: dict[str, Any], model: str) -> None:
-        """Answer as OpenAI streams: one ``data:`` event per word, finish, usage, [DONE].
+    def _stream(self, handler: Any, fault: Fault, events: _Events) -> None:
+        """Answer with server-sent events: one content event per word, then the end events.
 
         The body has no length, so the connection closes after it (HTTP/1.1 without
         chunked encoding). A client that hangs up mid-stream is counted in
@@ -578,14 +582,6 @@ class FaultServer:
         if fault.delay_s:
             self._release.wait(fault.delay_s)
         pieces = re.findall(r"\s*\S+|\s+$", fault.text) or [""]
-        base = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "model": model}
-
-        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
-
-        def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
-            return event([{"index": 0, "delta": content, "finish_reason": finish}])
-
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream")
         handler.send_header("cache-control", "no-cache")
@@ -593,7 +589,7 @@ class FaultServer:
         handler.end_headers()
         handler.close_connection = True
         try:
-            handler.wfile.write(delta({"role": "assistant", "content": ""}))
+            handler.wfile.write(events.start())
             for n, piece in enumerate(pieces):
                 if fault.kind == "stream_cut" and n >= fault.cut_after:
                     handler.wfile.flush()
@@ -605,19 +601,9 @@ class FaultServer:
                     return
                 if n and fault.chunk_delay_s:
                     self._release.wait(fault.chunk_delay_s)
-                handler.wfile.write(delta({"content": piece}))
+                handler.wfile.write(events.piece(piece))
                 handler.wfile.flush()
-            handler.wfile.write(delta({}, fault.finish_reason))
-            options = payload.get("stream_options")
-            if isinstance(options, dict) and options.get("include_usage") and fault.stream_usage:
-                prompt = _prompt_tokens(payload)
-                usage = fault.usage or {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": len(pieces),
-                    "total_tokens": prompt + len(pieces),
-                }
-                handler.wfile.write(event([], usage=usage))
-            handler.wfile.write(b"data: [DONE]\n\n")
+            handler.wfile.write(events.end(fault, len(pieces)))
             handler.wfile.flush()
         except OSError:
             with self._lock:
@@ -954,3 +940,103 @@ def load_schedule(path: str | Path) -> dict[str, Any]:
         "limits": UpstreamLimits(**limits) if limits else None,
         "batch_outcomes": batches,
     }
+
+
+class _Events:
+    """How one API frames a streamed answer (:meth:`FaultServer._stream` sends them)."""
+
+    def __init__(self, payload: dict[str, Any], model: str) -> None:
+        self.payload = payload
+        self.model = model
+
+    def start(self) -> bytes:
+        raise NotImplementedError
+
+    def piece(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def end(self, fault: Fault, pieces: int) -> bytes:
+        raise NotImplementedError
+
+
+class _OpenAIEvents(_Events):
+    """Chat-completion chunks, a usage chunk when ``stream_options.include_usage``, [DONE]."""
+
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        base = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "model": self.model}
+        return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
+
+    def _delta(self, content: dict[str, Any], finish: str | None = None) -> bytes:
+        return self._event([{"index": 0, "delta": content, "finish_reason": finish}])
+
+    def start(self) -> bytes:
+        return self._delta({"role": "assistant", "content": ""})
+
+    def piece(self, text: str) -> bytes:
+        return self._delta({"content": text})
+
+    def end(self, fault: Fault, pieces: int) -> bytes:
+        out = self._delta({}, fault.finish_reason)
+        options = self.payload.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") and fault.stream_usage:
+            prompt = _prompt_tokens(self.payload)
+            usage = fault.usage or {
+                "prompt_tokens": prompt,
+                "completion_tokens": pieces,
+                "total_tokens": prompt + pieces,
+            }
+            out += self._event([], usage=usage)
+        return out + b"data: [DONE]\n\n"
+
+
+class _AnthropicEvents(_Events):
+    """Messages API events: message_start, one content block of text deltas (or of
+    ``input_json_delta`` pieces when a tool is forced), message_delta, message_stop."""
+
+    @staticmethod
+    def _event(kind: str, **data: Any) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    @property
+    def _tool(self) -> str | None:
+        choice = self.payload.get("tool_choice")
+        return choice.get("name") if isinstance(choice, dict) else None
+
+    def start(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": "msg_fault",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "usage": {"input_tokens": _prompt_tokens(self.payload), "output_tokens": 1},
+        }
+        block: dict[str, Any] = {"type": "text", "text": ""}
+        if self._tool:
+            block = {"type": "tool_use", "id": "toolu_fault", "name": self._tool, "input": {}}
+        return (
+            self._event("message_start", message=message)
+            + self._event("content_block_start", index=0, content_block=block)
+            + self._event("ping")
+        )
+
+    def piece(self, text: str) -> bytes:
+        delta = {"type": "text_delta", "text": text}
+        if self._tool:
+            delta = {"type": "input_json_delta", "partial_json": text}
+        return self._event("content_block_delta", index=0, delta=delta)
+
+    def end(self, fault: Fault, pieces: int) -> bytes:
+        stop = "tool_use" if self._tool else "end_turn"
+        stop = {"content_filter": "refusal", "length": "max_tokens"}.get(fault.finish_reason, stop)
+        output = (fault.usage or {}).get("output_tokens", pieces)
+        return (
+            self._event("content_block_stop", index=0)
+            + self._event(
+                "message_delta",
+                delta={"stop_reason": stop, "stop_sequence": None},
+                usage={"output_tokens": output},
+            )
+            + self._event("message_stop")
+        )
