@@ -7,6 +7,7 @@ errors, hangs and bodies that are not JSON are classified the same way everywher
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
@@ -301,6 +302,37 @@ class HttpProvider:
 
     def _deadline_s(self, request: CompletionRequest) -> float:
         return request.timeout_s if request.timeout_s is not None else self._total_timeout_s
+
+    @contextlib.asynccontextmanager
+    async def _stream_deadline(self, request: CompletionRequest) -> AsyncIterator[None]:
+        """The whole stream within the request's deadline, else :class:`Timeout`."""
+        timeout = self._deadline_s(request)
+        try:
+            async with asyncio.timeout(timeout):
+                yield
+        except TimeoutError:
+            raise Timeout(
+                f"{self.name} stream did not finish within {timeout:.2f}s",
+                provider=self.name,
+                model=request.model,
+            ) from None
+
+    def _events(
+        self,
+        request: CompletionRequest,
+        payload: dict[str, Any],
+        last: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The server-sent events of ``payload`` posted to this provider's endpoint."""
+        return stream_sse(
+            self._http(),
+            self._base_url + self.endpoint,
+            payload,
+            headers={"content-type": "application/json", **self._headers()},
+            provider=self.name,
+            model=request.model,
+            last=last,
+        )
 
     async def complete(self, request: CompletionRequest) -> Completion:
         sink = current_sink()

@@ -15,14 +15,13 @@ the stream ends at ``message_stop``, and one that ends before it was cut.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import httpx
 
-from ..errors import ContentFiltered, MalformedResponse, Timeout
-from ._http import HttpProvider, stream_sse
+from ..errors import ContentFiltered, MalformedResponse
+from ._http import HttpProvider
 from .base import Capabilities, Completion, CompletionRequest, Usage
 from .streaming import StreamSink
 
@@ -107,50 +106,36 @@ class AnthropicProvider(HttpProvider):
     async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
         payload = self._payload(request)
         payload["stream"] = True
-        timeout = self._deadline_s(request)
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         parts: list[str] = []
         tool = False
         usage: dict[str, Any] = {}
         stop: str | None = None
         message: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(timeout):
-                async for event in stream_sse(
-                    self._http(),
-                    self._base_url + self.endpoint,
-                    payload,
-                    headers={"content-type": "application/json", **self._headers()},
-                    provider=self.name,
-                    model=request.model,
-                    last=lambda e: e.get("type") == "message_stop",
-                ):
-                    kind = event.get("type")
-                    if kind == "message":  # an upstream that ignored ``stream``: the whole answer
-                        whole = self._parse(event, request)
-                        if whole.text:
-                            sink.send(whole.text)
-                        return whole
-                    if kind == "message_start" and isinstance(event.get("message"), dict):
-                        message = event["message"]
-                        usage.update(message.get("usage") or {})
-                    elif kind == "content_block_start":
-                        block = event.get("content_block")
-                        tool = tool or (isinstance(block, dict) and block.get("type") == "tool_use")
-                    elif kind == "content_block_delta":
-                        text = _delta_text(event.get("delta"), self.name, kw)
-                        if text:
-                            parts.append(text)
-                            sink.send(text)
-                    elif kind == "message_delta":
-                        delta = event.get("delta")
-                        if isinstance(delta, dict):
-                            stop = delta.get("stop_reason") or stop
-                        usage.update(event.get("usage") or {})
-        except TimeoutError:
-            raise Timeout(
-                f"{self.name} stream did not finish within {timeout:.2f}s", **kw
-            ) from None
+        async with self._stream_deadline(request):
+            async for event in self._events(request, payload, last=_is_stop):
+                kind = event.get("type")
+                if kind == "message":  # an upstream that ignored ``stream``: the whole answer
+                    whole = self._parse(event, request)
+                    if whole.text:
+                        sink.send(whole.text)
+                    return whole
+                if kind == "message_start" and isinstance(event.get("message"), dict):
+                    message = event["message"]
+                    usage.update(message.get("usage") or {})
+                elif kind == "content_block_start":
+                    block = event.get("content_block")
+                    tool = tool or (isinstance(block, dict) and block.get("type") == "tool_use")
+                elif kind == "content_block_delta":
+                    text = _delta_text(event.get("delta"), self.name, kw)
+                    if text:
+                        parts.append(text)
+                        sink.send(text)
+                elif kind == "message_delta":
+                    delta = event.get("delta")
+                    if isinstance(delta, dict):
+                        stop = delta.get("stop_reason") or stop
+                    usage.update(event.get("usage") or {})
         if stop == "refusal":
             raise ContentFiltered(f"{self.name} refused to answer", **kw)
         text = "".join(parts)
@@ -217,6 +202,10 @@ def _usage(raw: Any) -> Usage:
         cached_read_tokens=int(read),
         cache_write_tokens=int(write),
     )
+
+
+def _is_stop(event: dict[str, Any]) -> bool:
+    return event.get("type") == "message_stop"
 
 
 def _delta_text(delta: Any, provider: str, kw: dict[str, Any]) -> str:

@@ -14,14 +14,13 @@ estimated.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Literal
 
 import httpx
 
-from ..errors import ContentFiltered, MalformedResponse, Timeout
-from ._http import HttpProvider, stream_sse
+from ..errors import ContentFiltered, MalformedResponse
+from ._http import HttpProvider
 from .base import Capabilities, Completion, CompletionRequest, Usage
 from .streaming import StreamSink, estimated_usage
 
@@ -105,49 +104,32 @@ class OpenAIProvider(HttpProvider):
         payload = self._payload(request)
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
-        timeout = self._deadline_s(request)
         kw: dict[str, Any] = {"provider": self.name, "model": request.model}
         parts: list[str] = []
         finish: str | None = None
         usage: dict[str, Any] | None = None
         request_id: str | None = None
         model: str | None = None
-        try:
-            async with asyncio.timeout(timeout):
-                async for event in stream_sse(
-                    self._http(),
-                    self._base_url + self.endpoint,
-                    payload,
-                    headers={"content-type": "application/json", **self._headers()},
-                    provider=self.name,
-                    model=request.model,
-                ):
-                    request_id = request_id or _str_or_none(event.get("id"))
-                    model = model or _str_or_none(event.get("model"))
-                    if isinstance(event.get("usage"), dict):
-                        usage = event["usage"]
-                    choices = event.get("choices") or []
-                    if not isinstance(choices, list):
-                        raise MalformedResponse(f"{self.name} stream event has no choices", **kw)
-                    for choice in choices[:1]:
-                        if not isinstance(choice, dict):
-                            raise MalformedResponse(
-                                f"{self.name} stream choice is not an object", **kw
-                            )
-                        delta = choice.get("delta") or choice.get("message") or {}
-                        text = delta.get("content") if isinstance(delta, dict) else None
-                        if text is not None and not isinstance(text, str):
-                            raise MalformedResponse(
-                                f"{self.name} delta content is not a string", **kw
-                            )
-                        if text:
-                            parts.append(text)
-                            sink.send(text)
-                        finish = choice.get("finish_reason") or finish
-        except TimeoutError:
-            raise Timeout(
-                f"{self.name} stream did not finish within {timeout:.2f}s", **kw
-            ) from None
+        async with self._stream_deadline(request):
+            async for event in self._events(request, payload):
+                request_id = request_id or _str_or_none(event.get("id"))
+                model = model or _str_or_none(event.get("model"))
+                if isinstance(event.get("usage"), dict):
+                    usage = event["usage"]
+                choices = event.get("choices") or []
+                if not isinstance(choices, list):
+                    raise MalformedResponse(f"{self.name} stream event has no choices", **kw)
+                for choice in choices[:1]:
+                    if not isinstance(choice, dict):
+                        raise MalformedResponse(f"{self.name} stream choice is not an object", **kw)
+                    delta = choice.get("delta") or choice.get("message") or {}
+                    text = delta.get("content") if isinstance(delta, dict) else None
+                    if text is not None and not isinstance(text, str):
+                        raise MalformedResponse(f"{self.name} delta content is not a string", **kw)
+                    if text:
+                        parts.append(text)
+                        sink.send(text)
+                    finish = choice.get("finish_reason") or finish
         if finish == "content_filter":
             raise ContentFiltered(f"{self.name} filtered the response", **kw)
         return Completion(

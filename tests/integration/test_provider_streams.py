@@ -1,4 +1,4 @@
-"""The Anthropic provider's streaming path against the fault-injecting server's event stream."""
+"""Streaming from HTTP providers (Anthropic's event stream above all) against the fault server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from roadworthy import errors
 from roadworthy.providers.anthropic import AnthropicProvider
 from roadworthy.providers.base import CompletionRequest, Message, ResponseFormat
+from roadworthy.providers.openai import OpenAIProvider
 from roadworthy.providers.streaming import StreamSink, streaming
 from roadworthy.testing.faults import Fault, FaultServer
 
@@ -95,3 +96,20 @@ async def test_refusal_and_an_upstream_that_ignores_stream() -> None:
         await provider.aclose()
     assert drained(sink) == ["all at once"]
     assert completion.text == "all at once" and completion.request_id == "msg_whole"
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_stream_past_its_deadline_is_a_timeout(kind: str) -> None:
+    request = CompletionRequest(messages=REQUEST.messages, model=REQUEST.model, timeout_s=0.3)
+    with FaultServer([Fault.slow_stream("one two three four five six", 0.2)]) as server:
+        provider = (
+            AnthropicProvider(base_url=server.url, api_key="k")
+            if kind == "anthropic"
+            else OpenAIProvider(base_url=server.url + "/v1", api_key="k")
+        )
+        sink = StreamSink()
+        with streaming(sink), pytest.raises(errors.Timeout) as failed:
+            await provider.complete(request)
+        await provider.aclose()
+    assert "did not finish within 0.30s" in str(failed.value)
+    assert sink.committed  # pieces went out before the deadline: no fallback after them
