@@ -7,6 +7,7 @@ A test that needs a service it cannot reach is skipped with the reason, except u
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,29 @@ def need(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"required service unavailable: {reason}")
     pytest.skip(reason)
+
+
+def terminal_signals() -> None:
+    """``preexec_fn`` for a child that a test stops with a signal: SIGINT and SIGTERM as a
+    terminal or an orchestrator delivers them, whatever this test process inherited.
+
+    A command started in the background by a non-interactive shell (``pytest ... &``)
+    runs with SIGINT ignored, and its children inherit that: Python then installs no
+    KeyboardInterrupt handler, and Ctrl-C tests hang. A blocked signal mask is inherited
+    the same way.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def signal_state(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks, for a hang report."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"(no /proc status: {exc})"
+    return " ".join(line.replace("\t", "") for line in lines if line.startswith("Sig"))
 
 
 @pytest.fixture

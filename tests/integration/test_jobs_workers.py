@@ -24,7 +24,7 @@ from roadworthy.jobs import EmbeddedQueue, JobSpec
 from roadworthy.store import Store
 from roadworthy.store.tables import items, jobs
 
-from ..conftest import write_project
+from ..conftest import signal_state, terminal_signals, write_project
 
 GUARD_S = 120.0
 
@@ -63,7 +63,9 @@ def start_worker(root: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
     # fills a pipe buffer blocks on its next write and never exits.
     with tempfile.NamedTemporaryFile(prefix=f"worker-{name}-", suffix=".log", delete=False) as log:
         env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=terminal_signals
+        )
     _LOGS[proc.pid] = Path(log.name)
     return proc
 
@@ -73,6 +75,7 @@ _LOGS: dict[int, Path] = {}
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> int:
     """SIGTERM, then wait; a worker that does not exit is made to dump its stacks."""
+    state = signal_state(proc.pid)
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=GUARD_S)
@@ -80,7 +83,7 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> int:
         proc.send_signal(signal.SIGABRT)
         proc.wait()
         log = _LOGS.get(proc.pid)
-        out = log.read_text(errors="replace") if log else ""
+        out = state + "\n" + (log.read_text(errors="replace") if log else "")
         # kept in the warnings summary even when the rerun passes (docs/decisions.md)
         warnings.warn(f"worker did not exit {GUARD_S:g}s after SIGTERM:\n{out}", stacklevel=1)
         pytest.fail(f"worker did not exit {GUARD_S:g}s after SIGTERM:\n{out}")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from roadworthy import errors
+from roadworthy.config import load_project
+from roadworthy.pipeline import Workspace
 from roadworthy.providers.anthropic import AnthropicProvider
 from roadworthy.providers.base import CompletionRequest, Message, ResponseFormat
 from roadworthy.providers.openai import OpenAIProvider
 from roadworthy.providers.streaming import StreamSink, streaming
 from roadworthy.testing.faults import Fault, FaultServer
+
+from ..conftest import SCRIPTED_CONFIG, write_project
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +118,19 @@ async def test_a_stream_past_its_deadline_is_a_timeout(kind: str) -> None:
         await provider.aclose()
     assert "did not finish within 0.30s" in str(failed.value)
     assert sink.committed  # pieces went out before the deadline: no fallback after them
+
+
+def test_run_async_closes_http_clients_in_their_own_loop(tmp_path: Path) -> None:
+    """Each asyncio.run gets its client and closes it before its loop ends."""
+    answer = json.dumps({"category": "billing", "priority": "high"})
+    with FaultServer([Fault.ok(answer), Fault.ok(answer)]) as server:
+        config = SCRIPTED_CONFIG.replace(
+            "  fake: {type: scripted}",
+            f"  fake: {{type: openai, base_url: '{server.url}/v1', api_key_env: null}}",
+        )
+        with Workspace(load_project(write_project(tmp_path / "proj", config))) as ws:
+            for text in ("first", "second"):  # a second loop reopens what the first closed
+                assert ws.run_sync("triage", {"text": text}).status == "done"
+                provider = ws.provider("fake")
+                assert isinstance(provider, OpenAIProvider) and provider._client is None
+        assert len(server.requests) == 2

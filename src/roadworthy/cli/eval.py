@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -244,7 +243,7 @@ def _run(runner: EvalRunner, examples: list[Example], subset: str | None, label:
             progress.advance(task)
 
         runner.on_result = advance
-        return asyncio.run(runner.run(examples, subset=subset))
+        return runner.ws.run_async(runner.run(examples, subset=subset))
 
 
 def _calibrate(path: Path, project: Path | None, concurrency: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -203,7 +202,7 @@ def retry_deferred_command(
     """Run deferred items whose retry time has come; each ends done or takes its next path."""
     workspace = Workspace(load(project))
     try:
-        results = asyncio.run(workspace.pipeline(pipeline).retry_deferred(limit=limit))
+        results = workspace.run_async(workspace.pipeline(pipeline).retry_deferred(limit=limit))
     finally:
         workspace.close()
     counts: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import signal
 import time
 from contextlib import ExitStack
 from enum import StrEnum
@@ -144,7 +144,7 @@ def run_command(
     workspace = Workspace(loaded)
     run_ids: list[str] = []
     outcome: BatchOutcome | None = None
-    interrupted = False
+    interrupted = 0  # the exit code when a signal stopped the run
     with ExitStack() as stack:
         stack.callback(workspace.close)
         pipe = workspace.pipeline(pipeline)
@@ -173,7 +173,7 @@ def run_command(
             progress.update(task, advance=1, status=label)
 
         try:
-            outcome = asyncio.run(
+            outcome = workspace.run_async(
                 run_file(
                     pipe,
                     input_path,
@@ -182,10 +182,12 @@ def run_command(
                     resume=resume,
                     on_result=on_result,
                     run_id_callback=run_ids.append,
-                )
+                ),
+                interrupt_on=(signal.SIGTERM,),
             )
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as stop:
+            # 128 + the signal's number, as a shell reports a job the signal stopped
+            interrupted = 143 if stop.args == ("SIGTERM",) else 130
     if not run_ids:
         raise typer.Exit(1)
     summary = workspace.store.run_summary(run_ids[0])
@@ -193,7 +195,7 @@ def run_command(
     print_summary(console, summary, unpriced=workspace.unpriced_models, resumed=resumed)
     if interrupted:
         err_console.print("[yellow]interrupted[/]: rerun with --resume to continue")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupted)
     if output is not None:
         console.print(f"results written to {output}")
     unfinished = sum(v for k, v in summary.items_by_status.items() if k != "done")

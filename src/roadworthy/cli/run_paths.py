@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Awaitable
 from contextlib import ExitStack
@@ -31,6 +32,10 @@ from .common import console, err_console, handle_errors, load
 from .summary import print_summary
 
 __all__ = ["batches_command", "run_auto", "run_batch", "write_results"]
+
+
+# SIGTERM stops a run as Ctrl-C does (see Workspace.run_async)
+_STOP = (signal.SIGTERM,)
 
 
 def run_batch(
@@ -68,7 +73,7 @@ def run_batch(
                 err_console.print("no unfinished batch run of this file: starting a new one")
         try:
             if run_id is not None:
-                outcome = asyncio.run(batch.resume(run_id))
+                outcome = workspace.run_async(batch.resume(run_id), interrupt_on=_STOP)
             else:
                 run_id = store.start_run(name, source, {"path": "batch"})
                 err_console.print(
@@ -76,7 +81,7 @@ def run_batch(
                     f"({batch.model.config.provider}) at the batch price",
                     highlight=False,
                 )
-                outcome = asyncio.run(batch.run(run_id, _lines(path)))
+                outcome = workspace.run_async(batch.run(run_id, _lines(path)), interrupt_on=_STOP)
         except KeyboardInterrupt:
             assert run_id is not None
             store.finish_run(run_id, "interrupted")
@@ -152,7 +157,7 @@ def run_auto(
             await asyncio.gather(*work)
 
         try:
-            asyncio.run(here())
+            workspace.run_async(here(), interrupt_on=_STOP)
             if specs:
                 err_console.print(
                     f"following {len(specs)} queued job(s); `roadworthy worker` runs them"

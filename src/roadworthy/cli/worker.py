@@ -81,7 +81,7 @@ def worker_command(
             + (f", pipelines {', '.join(pipeline)}" if pipeline else ""),
             highlight=False,
         )
-        stats = asyncio.run(_serve(worker))
+        stats = workspace.run_async(_serve(worker))
         console.print(
             f"worker stopped: {stats.done} done, {stats.failed} failed, "
             f"{stats.released} released, {stats.lost} lost to other workers",
@@ -108,7 +108,7 @@ def _procrastinate(
         f"{settings.stalled_after_s:g}s",
         highlight=False,
     )
-    asyncio.run(
+    workspace.run_async(
         procrastinate_worker(
             workspace,
             concurrency=concurrency,

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import PipelineConfig, Project, load_project
 from ..config.load import hint_names
@@ -26,6 +28,7 @@ from ..ingest import Ingestor
 from ..models import StackBuilder
 from ..models.router import DrillOutcome, Router
 from ..prompts import PromptRegistry, PromptsFolder, parse_ref
+from ..providers._http import HttpProvider
 from ..providers.base import Provider
 from ..providers.factory import build_provider, resolve_price
 from ..store import Store
@@ -37,6 +40,8 @@ from .generate import BoundModel, GenerateRunner
 from .runner import ItemResult, Pipeline, Step
 
 __all__ = ["Workspace", "check_prompts", "open_workspace"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("roadworthy")
 
@@ -195,7 +200,54 @@ class Workspace:
 
     def run_sync(self, pipeline: str, data: Any) -> ItemResult:
         """Run one item from synchronous code (scripts, notebooks without a loop)."""
-        return asyncio.run(self.pipeline(pipeline).run(data))
+        return self.run_async(self.pipeline(pipeline).run(data))
+
+    def run_async(
+        self, work: Coroutine[Any, Any, T], *, interrupt_on: tuple[signal.Signals, ...] = ()
+    ) -> T:
+        """``asyncio.run(work)``, then close the HTTP clients opened in that loop, in it.
+
+        An HTTP client belongs to the event loop it first ran on and can only be closed
+        there; once ``asyncio.run`` returns, that loop is gone, and a client left open
+        leaks its connections and is reported as an unclosed session when collected.
+        In-process models stay loaded (closing them would reload the weights next run).
+
+        ``interrupt_on`` signals stop the work as Ctrl-C does (cancelled, then
+        ``KeyboardInterrupt``): SIGTERM is how a container or a scheduler asks a batch to
+        stop, and a background job started by a shell has SIGINT ignored.
+        """
+        received: list[signal.Signals] = []
+
+        async def main() -> T:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+
+            def stop(sig: signal.Signals) -> None:
+                received.append(sig)
+                task.cancel()
+
+            for sig in interrupt_on:
+                loop.add_signal_handler(sig, stop, sig)
+            try:
+                return await work
+            finally:
+                for sig in interrupt_on:
+                    loop.remove_signal_handler(sig)
+                await self.close_clients()
+
+        try:
+            return asyncio.run(main())
+        except asyncio.CancelledError:
+            if received:
+                raise KeyboardInterrupt(received[0].name) from None
+            raise
+
+    async def close_clients(self) -> None:
+        """Close the HTTP providers' clients of the running loop; they reopen when used."""
+        for provider in self._providers.values():
+            if isinstance(provider, HttpProvider):
+                await provider.aclose()
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

@@ -17,8 +17,10 @@ app is committed at ``docs/openapi.json``; a test fails when the two drift apart
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -495,4 +497,12 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Ap
     # call rows in group commits off the event loop; an answer waits for its row's commit
     workspace.calls.group_commit = True
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        # the upstream clients belong to the server's loop: close them before it ends
+        await workspace.close_clients()
+
+    app.router.lifespan_context = lifespan
     return app
