@@ -56,7 +56,9 @@ def project(tmp_path: Path, store_url: str) -> Iterator[tuple[Path, Store]]:
     store.close()
 
 
-def start_worker(root: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    root: Path, name: str, *extra: str, preexec: Callable[[], None] = terminal_signals
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "roadworthy.cli.main", "worker", "--project", str(root)]
     cmd += ["--id", name, "--poll", "0.05", *extra]
     # A file, not a pipe: nobody reads the pipe while the worker runs, and a worker that
@@ -64,7 +66,7 @@ def start_worker(root: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
     with tempfile.NamedTemporaryFile(prefix=f"worker-{name}-", suffix=".log", delete=False) as log:
         env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=terminal_signals
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
         )
     _LOGS[proc.pid] = Path(log.name)
     return proc
@@ -168,12 +170,23 @@ def test_sigkilled_worker_jobs_finish_on_another_with_one_item_each(
     assert any(r["attempts"] > 1 for r in rows)
 
 
-@pytest.mark.flaky(reruns=1)  # see test_cli's Ctrl-C test and docs/decisions.md
-def test_sigterm_finishes_jobs_in_flight_and_exits_zero(project: tuple[Path, Store]) -> None:
+def blocked_sigterm() -> None:
+    """What a supervisor that blocks SIGTERM in its spawning thread hands its children."""
+    terminal_signals()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+@pytest.mark.flaky(reruns=1)  # docs/decisions.md, "Signal-stop tests ..."
+@pytest.mark.parametrize("inherited", ["default", "sigterm-blocked"])
+def test_sigterm_finishes_jobs_in_flight_and_exits_zero(
+    project: tuple[Path, Store], inherited: str
+) -> None:
     root, store = project
     queue = EmbeddedQueue(store)
     batch, _ = queue.enqueue_many("triage", [JobSpec({"text": f"t{i}"}) for i in range(20)])
-    worker = start_worker(root, "polite", "--lease", "30", "-c", "2", "--drain-timeout", "20")
+    preexec = blocked_sigterm if inherited == "sigterm-blocked" else terminal_signals
+    args = ("--lease", "30", "-c", "2", "--drain-timeout", "20")
+    worker = start_worker(root, "polite", *args, preexec=preexec)
     wait_for("a job in flight", lambda: queue.batch_counts(batch)["running"] >= 1, worker)
     assert stop_worker(worker) == 0
     out = _LOGS[worker.pid].read_text(errors="replace")

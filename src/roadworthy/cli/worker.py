@@ -95,6 +95,7 @@ def _procrastinate(
     workspace: Workspace, concurrency: int, pipelines: list[str] | None, worker_id: str | None
 ) -> None:
     """A Procrastinate worker: its own signal handling, heartbeats and stalled-job recovery."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})  # see _serve
     from ..jobs.procrastinate_queue import procrastinate_worker
 
     if pipelines:
@@ -133,6 +134,9 @@ async def _serve(worker: Worker) -> WorkerStats:
             err_console.print("stopping: finishing jobs in flight (signal again to release)")
             stop.set()
 
+    # A blocked signal mask is inherited from whatever started us (a supervisor, a test
+    # runner's thread): unblock the stop signals, or a worker could never be stopped.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:

@@ -227,6 +227,8 @@ class Workspace:
                 received.append(sig)
                 task.cancel()
 
+            if interrupt_on:  # a blocked mask is inherited; these must get through
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, set(interrupt_on))
             for sig in interrupt_on:
                 loop.add_signal_handler(sig, stop, sig)
             try:
