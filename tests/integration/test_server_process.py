@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from roadworthy.store import Store
 
-from ..conftest import write_project
+from ..conftest import create_key, serving, write_project
 
 openai = pytest.importorskip("openai")
 
@@ -36,56 +30,12 @@ routes:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "roadworthy.cli.main", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     root = write_project(tmp_path / "proj", CONFIG)
-    token = _cli("keys", "create", "--name", "sdk-test", cwd=root).stdout.strip()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roadworthy.cli.main", "serve", "--port", str(port)],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # polls readiness; no assertion on how long it took
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"roadworthy serve exited early:\n{out}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("roadworthy serve never became ready")
+    token = create_key(root, "sdk-test")
+    with serving(root) as base:
         yield base, token, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_openai_sdk_against_roadworthy_serve(served: tuple[str, str, Path]) -> None:

@@ -9,10 +9,6 @@ recorded as cancelled, and the server keeps serving).
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +20,7 @@ import pytest
 from roadworthy.store import Store
 from roadworthy.testing.faults import Fault, FaultServer
 
-from ..conftest import write_project
+from ..conftest import create_key, serving, write_project
 
 openai = pytest.importorskip("openai")
 
@@ -40,12 +36,6 @@ models:
 routes:
   chat: {{tiers: [small], fallbacks: [second], retry: {{max_attempts: 1}}}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:
@@ -73,43 +63,9 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     with FaultServer() as upstream:
         root = write_project(tmp_path / "proj", CONFIG.format(url=upstream.url))
-        token = subprocess.run(
-            [sys.executable, "-m", "roadworthy.cli.main", "keys", "create", "--name", "sdk"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout.strip()
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "roadworthy.cli.main", "serve", "--port", str(port)],
-            cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):  # polls readiness; no assertion on how long it took
-                if proc.poll() is not None:
-                    out = proc.stdout.read().decode() if proc.stdout else ""
-                    pytest.fail(f"roadworthy serve exited early:\n{out}")
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("roadworthy serve never became ready")
+        token = create_key(root, "sdk")
+        with serving(root) as base:
             yield Served(base, token, root, upstream)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _text(chunks: Any) -> str:
