@@ -120,3 +120,17 @@ def test_budget_race_sqlite(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_budget_race_postgresql(postgres_url: str, tmp_path: Path) -> None:
     race(postgres_url, tmp_path)
+
+
+def test_an_unreserved_call_is_counted_not_refused(store_url: str) -> None:
+    """A call made before its reservation was lost still counts, even past the limit."""
+    store = Store.open(store_url)
+    try:
+        ledger = BudgetLedger(store.engine)
+        cap = BudgetLimit(name="cap", limit_usd=Decimal("1"))
+        ledger.settle(ledger.reserve([cap], Decimal("0.75")), Decimal("0.75"))
+        ledger.settle(ledger.unreserved([cap]), Decimal("0.5"))
+        (status,) = ledger.status([cap])
+        assert status.spent_usd == Decimal("1.25") and status.reserved_usd == 0
+    finally:
+        store.close()

@@ -35,7 +35,6 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ from ..pipeline.generate import BoundModel, PreparedCall
 from ..providers.base import Completion, CompletionRequest
 from ..providers.pricing import call_cost
 from ..secrets import redact
-from ..store.budgets import Reservation, period_key
+from ..store.budgets import BudgetLedger, Reservation
 from ..store.store import now
 from ..store.tables import provider_batches, runs
 from .batch import (
@@ -174,7 +173,7 @@ class BatchPath:
         self.limits = stack.limits_for(self.model.name, route.budget if route else None)(
             pipeline.name
         )
-        self.ledger = stack.ledger
+        self.ledger = BudgetLedger(self.store.engine)  # the store's, as the stack's is
         self._reserved: dict[str, Reservation] = {}
         backend_for(self.model.provider)  # a provider without a batch API fails here, not later
         self._items: dict[str, dict[str, Any]] = {}
@@ -368,7 +367,7 @@ class BatchPath:
         earlier process already ``submitted`` are past refusing: their cost is only
         counted when it comes back (the earlier reservation died with that process).
         """
-        if not self.limits or self.ledger is None:
+        if not self.limits:
             return requests
         price = self.model.price
         if price is None:
@@ -376,18 +375,14 @@ class BatchPath:
                 f"pipeline {self.pipeline.name!r}: model {self.model.name!r} has no price, "
                 f"so no budget can be kept for it (hint: add models.{self.model.name}.price)"
             )
-        stamp = datetime.now(UTC)
-        count_only = Reservation(
-            tuple((lim.name, period_key(lim.period, stamp), 0) for lim in self.limits)
-        )
+        count_only = self.ledger.unreserved(self.limits)
         keep = []
         for item_id, request in requests:
             if item_id in submitted:
                 self._reserved[item_id] = count_only
                 keep.append((item_id, request))
                 continue
-            estimate = estimate_cost(request, price) or Decimal(0)
-            estimate *= Decimal(1) - price.batch_discount
+            estimate = estimate_cost(request, price, batch=True) or Decimal(0)
             try:
                 self._reserved[item_id] = self.ledger.reserve(self.limits, estimate)
             except BudgetExceeded as exc:
@@ -399,7 +394,7 @@ class BatchPath:
     def _settle(self, item_id: str, answer: Outcome | RoadworthyError) -> None:
         """Replace the item's reservation by what its batch request really cost."""
         reservation = self._reserved.pop(item_id, None)
-        if reservation is None or self.ledger is None:
+        if reservation is None:
             return
         cost: Decimal | None = Decimal(0)  # a failed batch request is not billed
         if isinstance(answer, Completion):

@@ -42,10 +42,13 @@ def estimate_cost(
     request: CompletionRequest,
     price: Price | None,
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    *,
+    batch: bool = False,
 ) -> Decimal | None:
-    """The most this call should cost, or None when the price is unknown."""
+    """The most this call should cost (at the batch price with ``batch``), or None when
+    the price is unknown."""
     usage = Usage(
         input_tokens=estimate_input_tokens(request),
         output_tokens=_output_tokens(request, default_output_tokens),
     )
-    return call_cost(usage, price)
+    return call_cost(usage, price, batch=batch)

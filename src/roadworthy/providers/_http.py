@@ -247,9 +247,6 @@ class HttpProvider:
     """
 
     endpoint = ""
-    # True where the subclass implements ``_stream``: with a stream sink bound (the server's
-    # streamed chat), the call is made as a stream instead of one JSON answer.
-    streams = False
 
     def __init__(
         self,
@@ -297,8 +294,12 @@ class HttpProvider:
         raise NotImplementedError
 
     async def _stream(self, request: CompletionRequest, sink: StreamSink) -> Completion:
-        """The call made as a stream, each text delta sent to ``sink`` (``streams`` only)."""
-        raise NotImplementedError
+        """The call made as a stream, each text delta sent to ``sink`` as it arrives.
+
+        Here, for an API without streaming: one whole answer, which the server then sends
+        as a stream itself.
+        """
+        return await self._call(request)
 
     def _deadline_s(self, request: CompletionRequest) -> float:
         return request.timeout_s if request.timeout_s is not None else self._total_timeout_s
@@ -336,12 +337,16 @@ class HttpProvider:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         sink = current_sink()
-        if sink is not None and self.streams:
-            try:
-                return await self._stream(request, sink)
-            except RoadworthyError as exc:
-                sink.committed_failure(exc)
-                raise
+        if sink is None:
+            return await self._call(request)
+        try:
+            return await self._stream(request, sink)
+        except RoadworthyError as exc:
+            sink.committed_failure(exc)
+            raise
+
+    async def _call(self, request: CompletionRequest) -> Completion:
+        """One request, one JSON answer."""
         timeout = self._deadline_s(request)
         data, _ = await post_json(
             self._http(),

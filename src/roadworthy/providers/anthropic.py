@@ -32,7 +32,6 @@ _DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens on every request
 
 class AnthropicProvider(HttpProvider):
     endpoint = "/v1/messages"
-    streams = True
 
     def __init__(
         self,

@@ -33,7 +33,6 @@ class OpenAIProvider(HttpProvider):
     """Chat completions over httpx, with failures mapped to roadworthy's taxonomy."""
 
     endpoint = "/chat/completions"
-    streams = True
 
     def __init__(
         self,

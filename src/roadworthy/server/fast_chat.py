@@ -31,6 +31,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
@@ -73,26 +74,16 @@ _PLAIN_NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
 
+@dataclass(frozen=True, slots=True)
 class _Plan:
     """A request the lean path will answer: everything checked, nothing called yet."""
 
-    __slots__ = ("context", "key", "model", "request", "router", "seconds")
-
-    def __init__(
-        self,
-        model: str,
-        router: Router,
-        request: CompletionRequest,
-        context: CallContext,
-        key: ApiKey,
-        seconds: float,
-    ) -> None:
-        self.model = model
-        self.router = router
-        self.request = request
-        self.context = context
-        self.key = key
-        self.seconds = seconds
+    model: str
+    router: Router
+    request: CompletionRequest
+    context: CallContext
+    key: ApiKey
+    seconds: float
 
 
 def _is_int(value: Any) -> bool:

@@ -206,6 +206,15 @@ class BudgetLedger:
             )
         return Reservation(tuple(parts))
 
+    def unreserved(self, limits: Sequence[BudgetLimit]) -> Reservation:
+        """A reservation of nothing against ``limits``: settling it only counts the cost.
+
+        For a call that was already made when its reservation was lost (a batch request
+        submitted by a process that died): too late to refuse, not too late to count.
+        """
+        stamp = self.utcnow()
+        return Reservation(tuple((lim.name, period_key(lim.period, stamp), 0) for lim in limits))
+
     def settle(self, reservation: Reservation, actual: Decimal | None) -> None:
         """Replace the reservation by the real cost; unknown cost keeps the estimate."""
         if not reservation.parts:

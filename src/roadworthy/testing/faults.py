@@ -45,6 +45,7 @@ remote-embedding code is tested over real HTTP without a model.
 
 from __future__ import annotations
 
+import abc
 import email.parser
 import email.policy
 import hashlib
@@ -942,21 +943,24 @@ def load_schedule(path: str | Path) -> dict[str, Any]:
     }
 
 
-class _Events:
+class _Events(abc.ABC):
     """How one API frames a streamed answer (:meth:`FaultServer._stream` sends them)."""
 
     def __init__(self, payload: dict[str, Any], model: str) -> None:
         self.payload = payload
         self.model = model
 
+    @abc.abstractmethod
     def start(self) -> bytes:
-        raise NotImplementedError
+        """What comes before the first piece of content."""
 
+    @abc.abstractmethod
     def piece(self, text: str) -> bytes:
-        raise NotImplementedError
+        """One piece of content."""
 
+    @abc.abstractmethod
     def end(self, fault: Fault, pieces: int) -> bytes:
-        raise NotImplementedError
+        """The finish, usage and end marker after ``pieces`` pieces."""
 
 
 class _OpenAIEvents(_Events):
