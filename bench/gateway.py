@@ -518,9 +518,12 @@ def measure_rates(
             continue
         # enough connections that the generator never waits for one at this rate
         connections = max(8, min(256, int(rate * (delay / 1000 + 0.02) * 4)))
-        before = target.calls()
+        before, cpu = target.calls(), target.cpu_s()
         load = open_loop(target_port(target, delay), body, rate, seconds, connections)
         _record_check(target, load, before, exact=True)
+        used = target.cpu_s()
+        if cpu is not None and used is not None and load["ok"]:
+            load["cpu_ms_per_request"] = round((used - cpu) * 1000 / load["ok"], 3)
         out[f"rate={rate:g}"] = load
     memory = target.rss_mb()
     if memory:

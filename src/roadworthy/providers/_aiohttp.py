@@ -27,6 +27,9 @@ from typing import Any
 
 import httpx
 
+from ._wire import Answer, WirePool, decoded
+from ._wire import available as wire_available
+
 __all__ = ["AiohttpClient", "AiohttpTransport", "make_client"]
 
 try:
@@ -151,13 +154,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 class AiohttpClient(httpx.AsyncClient):
     """An httpx client on :class:`AiohttpTransport`, with a short path for JSON posts.
 
-    ``post(url, json=..., headers=...)``, the one call of the providers' hot path, goes
-    straight to aiohttp: the same body bytes (httpx's compact JSON encoding), the same
-    headers (the client's defaults, then the call's), the same timeouts and the same
-    exception mapping, answered with an ``httpx.Response`` holding the body (decoded
-    the httpx way, gzip included). That skips httpx's request building, auth, redirect
-    and cookie handling, which none of the providers use, and which cost about as much
-    CPU as aiohttp's whole exchange. Every other call is plain httpx.
+    :meth:`post_json` (``post(url, json=..., headers=...)`` in httpx's terms), the one call
+    of the providers' hot path, skips httpx: the same body bytes (httpx's compact JSON
+    encoding), the same headers (the client's defaults, then the call's), the same
+    timeouts and exception mapping, answered with the status, raw headers and decoded
+    body. It goes over :class:`._wire.WirePool` where it can (plain or TLS origins with no
+    proxy, headers that can go on the wire) and over aiohttp otherwise. That skips
+    httpx's request building, auth, redirect and cookie handling, which none of the
+    providers use, and aiohttp's general request machinery; bench/gateway.py measured
+    each at about as much CPU as everything else a proxied call costs. Every other call
+    (streams included) is plain httpx on aiohttp.
     """
 
     def __init__(self, *, timeout: httpx.Timeout) -> None:
@@ -166,24 +172,40 @@ class AiohttpClient(httpx.AsyncClient):
         self._aiohttp_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeout.connect, sock_read=timeout.read
         )
+        self._wire = (
+            WirePool(
+                connect_timeout=timeout.connect,
+                read_timeout=timeout.read,
+                default_headers=dict(self.headers.items()),
+            )
+            if wire_available()
+            else None
+        )
 
-    async def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
-        payload = kwargs.get("json")
-        if payload is None or not isinstance(url, str) or set(kwargs) - {"json", "headers"}:
-            return await super().post(url, **kwargs)
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        headers = dict(self.headers.items())
-        headers.update({k.lower(): v for k, v in (kwargs.get("headers") or {}).items()})
-        headers.setdefault("content-type", "application/json")
+    async def post_json(self, url: str, payload: Any, headers: dict[str, str]) -> Answer:
+        """POST ``payload`` as JSON; the status, raw headers and (decoded) body."""
+        body = json.dumps(
+            payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
         transport = self._aiohttp
+        proxied = bool(transport._env_proxies) and transport._proxy(httpx.URL(url)) is not None
+        if self._wire is not None and not proxied:
+            target = self._wire.target(url)
+            data = None if target is None else self._wire.request_bytes(target, body, headers)
+            if target is not None and data is not None:
+                return await self._wire.post(target, data)
+        merged = dict(self.headers.items())
+        merged.update({k.lower(): v for k, v in headers.items()})
+        merged.setdefault("content-type", "application/json")
+        merged["accept-encoding"] = "gzip, deflate"  # what decoded() undoes
         if transport._session is None:
             transport._session = transport._open()
         with _mapped():
             response = await transport._session.request(
                 "POST",
                 url,
-                headers=headers,
-                data=body.encode(),
+                headers=merged,
+                data=body,
                 allow_redirects=False,
                 proxy=transport._proxy(httpx.URL(url)) if transport._env_proxies else None,
                 timeout=self._aiohttp_timeout,
@@ -192,9 +214,21 @@ class AiohttpClient(httpx.AsyncClient):
                 content = await response.read()
             finally:
                 response.release()
+        return response.status, list(response.raw_headers), decoded(response.raw_headers, content)
+
+    async def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        payload = kwargs.get("json")
+        if payload is None or not isinstance(url, str) or set(kwargs) - {"json", "headers"}:
+            return await super().post(url, **kwargs)
+        status, headers, content = await self.post_json(url, payload, kwargs.get("headers") or {})
         return httpx.Response(
-            status_code=response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            status_code=status,
+            headers=[(k, v) for k, v in headers if k.lower() != b"content-encoding"],
             content=content,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def aclose(self) -> None:
+        if self._wire is not None:
+            await self._wire.aclose()
+        await super().aclose()

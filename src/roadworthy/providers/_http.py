@@ -30,7 +30,7 @@ from ..errors import (
     Timeout,
 )
 from ..secrets import read_secret, redact
-from ._aiohttp import make_client
+from ._aiohttp import AiohttpClient, make_client
 from .base import Completion, CompletionRequest
 from .streaming import StreamSink, current_sink
 
@@ -132,7 +132,7 @@ async def post_json(
     model: str,
     total_timeout_s: float | None,
     check: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[dict[str, Any], httpx.Headers]:
+) -> dict[str, Any]:
     """POST ``payload`` and return the decoded JSON object, or raise a classified error.
 
     The total deadline is enforced around the whole exchange, because httpx's timeouts
@@ -140,7 +140,10 @@ async def post_json(
     """
     kw: dict[str, Any] = {"provider": provider, "model": model}
 
-    async def exchange() -> tuple[int, bytes, httpx.Headers]:
+    async def exchange() -> tuple[int, bytes, httpx.Headers | list[tuple[bytes, bytes]]]:
+        if isinstance(client, AiohttpClient):
+            status, raw, content = await client.post_json(url, payload, headers)
+            return status, content, raw
         response = await client.post(url, json=payload, headers=headers)
         return response.status_code, response.content, response.headers
 
@@ -162,11 +165,13 @@ async def post_json(
             f"{provider} unreachable: {type(exc).__name__}: {redact(str(exc))}", **kw
         ) from None
     if status >= 400:
-        raise classify_status(status, body, resp_headers, provider=provider, model=model)
+        raise classify_status(
+            status, body, httpx.Headers(resp_headers), provider=provider, model=model
+        )
     data = _json_object(body, f"returned a body that is not JSON ({len(body)} bytes)", **kw)
     if check is not None:
         check(data)
-    return data, resp_headers
+    return data
 
 
 async def stream_sse(
@@ -348,7 +353,7 @@ class HttpProvider:
     async def _call(self, request: CompletionRequest) -> Completion:
         """One request, one JSON answer."""
         timeout = self._deadline_s(request)
-        data, _ = await post_json(
+        data = await post_json(
             self._http(),
             self._base_url + self.endpoint,
             self._payload(request),

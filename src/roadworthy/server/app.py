@@ -18,6 +18,7 @@ app is committed at ``docs/openapi.json``; a test fails when the two drift apart
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import AsyncIterator
@@ -500,6 +501,11 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Ap
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        # Everything loaded so far (FastAPI, pydantic, SQLAlchemy, the workspace) lives as
+        # long as the process: out of the collector's sight, a full collection scans only
+        # what requests allocate instead of pausing the loop for milliseconds (the p99).
+        gc.collect()
+        gc.freeze()
         yield
         # the upstream clients belong to the server's loop: close them before it ends
         await workspace.close_clients()

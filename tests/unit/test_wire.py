@@ -1,0 +1,258 @@
+"""The hot-path HTTP/1.1 client against a raw server on loopback that answers byte for byte.
+
+Each test scripts the exact bytes of the answers (chunked, gzip, close-delimited, an
+informational answer first, garbage, a cut body), so what is checked is the client's
+reading of the wire, not a framework's idea of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from roadworthy.providers._aiohttp import AiohttpClient
+from roadworthy.providers._wire import WirePool
+
+
+def answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return f"HTTP/1.1 {status}\r\n{head}content-length: {len(body)}\r\n\r\n".encode() + body
+
+
+class Upstream:
+    """A keep-alive loopback server: each request read whole, answered with the next script."""
+
+    def __init__(self) -> None:
+        self.scripts: list[bytes] = []
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                writer.write(self.scripts.pop(0))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def __aenter__(self) -> Upstream:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with Upstream() as server:
+        yield server
+
+
+def pool(read_timeout: float | None = 2.0) -> WirePool:
+    return WirePool(connect_timeout=1.0, read_timeout=read_timeout, default_headers={})
+
+
+async def post(wire: WirePool, url: str, body: bytes = b'{"x":1}') -> tuple[int, bytes]:
+    target = wire.target(url)
+    assert target is not None
+    data = wire.request_bytes(target, body, {"content-type": "application/json"})
+    assert data is not None
+    status, _, content = await wire.post(target, data)
+    return status, content
+
+
+async def test_connections_are_kept_alive_and_reused(upstream: Upstream) -> None:
+    upstream.scripts = [answer(b'{"n":1}'), answer(b'{"n":2}'), answer(b'{"n":3}')]
+    wire = pool()
+    assert [await post(wire, upstream.url) for _ in range(3)] == [
+        (200, b'{"n":1}'),
+        (200, b'{"n":2}'),
+        (200, b'{"n":3}'),
+    ]
+    assert upstream.connections == 1
+    request = upstream.requests[0]
+    assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:")
+    assert b"content-length: 7\r\n" in request and request.endswith(b'\r\n\r\n{"x":1}')
+    await wire.aclose()
+
+
+async def test_chunked_gzip_and_informational_answers(upstream: Upstream) -> None:
+    chunked = (
+        b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    zipped = answer(gzip.compress(b'{"z":true}'), "content-encoding: gzip")
+    informational = b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"{}")
+    upstream.scripts = [chunked, zipped, informational]
+    wire = pool()
+    assert await post(wire, upstream.url) == (200, b'{"a":1}')
+    assert await post(wire, upstream.url) == (200, b'{"z":true}')
+    assert await post(wire, upstream.url) == (200, b"{}")
+    assert upstream.connections == 1
+    await wire.aclose()
+
+
+async def serve(handler: Callable[..., object]) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+
+
+async def test_a_body_delimited_by_the_close_is_read_to_the_end() -> None:
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"z" * 5000)
+        await writer.drain()
+        writer.close()
+
+    server, url = await serve(closing)
+    wire = pool()
+    assert await post(wire, url, b"") == (200, b"z" * 5000)
+    assert not wire._open  # not kept: the server closed it
+    server.close()
+    await wire.aclose()
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced() -> None:
+    connections = 0
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(str(connections).encode()))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # the server's own idle timeout, while the client keeps it pooled
+
+    server, url = await serve(answer_then_close)
+    wire = pool()
+    assert await post(wire, url, b"") == (200, b"1")
+    await asyncio.sleep(0.2)
+    assert await post(wire, url, b"") == (200, b"2")  # a new connection, not the dead one
+    assert connections == 2
+    server.close()
+    await wire.aclose()
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "exchange_failed"),
+    [
+        (b"garbage\r\n\r\n", httpx.RemoteProtocolError, True),
+        (b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"cut', httpx.RemoteProtocolError, True),
+        # read to the end, so the connection itself was fine; its body was not
+        (answer(b"not gzip", "content-encoding: gzip"), httpx.RemoteProtocolError, False),
+        (answer(b"x", "content-encoding: br"), httpx.RemoteProtocolError, False),
+    ],
+    ids=["not-http", "cut-body", "corrupt-gzip", "unasked-encoding"],
+)
+async def test_broken_answers_raise_what_httpx_would(
+    raw: bytes, error: type[Exception], exchange_failed: bool
+) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    server, url = await serve(cut)
+    wire = pool()
+    with pytest.raises(error):
+        await post(wire, url, b"")
+    if exchange_failed:
+        assert not wire._open  # a failed exchange never goes back to the pool
+    server.close()
+    await wire.aclose()
+
+
+async def test_silence_past_the_read_timeout_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(5)
+
+    server, url = await serve(silent)
+    wire = pool(read_timeout=0.2)
+    with pytest.raises(httpx.ReadTimeout):
+        await post(wire, url, b"")
+    assert not wire._open
+    server.close()
+    await wire.aclose()
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(httpx.ConnectError):
+        await post(pool(), f"http://127.0.0.1:{port}/v1/x")
+
+
+async def test_an_abandoned_exchange_closes_its_connection() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(5)
+
+    server, url = await serve(slow)
+    wire = pool()
+    task = asyncio.create_task(post(wire, url, b""))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not wire._open and not any(wire._idle.values())
+    server.close()
+    await wire.aclose()
+
+
+def test_what_cannot_go_on_the_wire_is_left_to_httpx() -> None:
+    wire = pool()
+    target = wire.target("http://127.0.0.1:9/v1/x?a=1")
+    assert target is not None and target.head.startswith(b"POST /v1/x?a=1 HTTP/1.1\r\n")
+    assert wire.request_bytes(target, b"", {"authorization": "Bearer a\r\nx-evil: 1"}) is None
+    assert wire.request_bytes(target, b"", {"x-name": "caf\u00e9\u2603"}) is None
+    assert wire.target("ftp://example.com/x") is None
+    assert wire.target("http://user:pw@example.com/x") is None
+    ipv6 = wire.target("https://[::1]:8443/v1")
+    assert ipv6 is not None and b"host: [::1]:8443\r\n" in ipv6.head
+    assert ipv6.origin == ("https", "::1", 8443)
+
+
+async def test_the_client_posts_json_over_the_pool_and_httpx_reads_the_same(
+    upstream: Upstream,
+) -> None:
+    """``post_json`` and httpx-style ``post`` give the same answer; both reuse one connection."""
+    payload = {"model": "m", "messages": [{"role": "user", "content": "caf\u00e9"}]}
+    echoed = answer(gzip.compress(b'{"ok":1}'), "content-encoding: gzip", "x-request-id: r1")
+    upstream.scripts = [echoed, echoed]
+    client = AiohttpClient(timeout=httpx.Timeout(2.0))
+    status, headers, body = await client.post_json(upstream.url, payload, {"x-k": "v"})
+    assert (status, body) == (200, b'{"ok":1}') and (b"x-request-id", b"r1") in headers
+    response = await client.post(upstream.url, json=payload, headers={"x-k": "v"})
+    assert response.status_code == 200 and response.json() == {"ok": 1}
+    assert response.headers["x-request-id"] == "r1"
+    assert upstream.connections == 1
+    sent = upstream.requests[0]
+    assert sent.endswith(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+    assert b"x-k: v\r\n" in sent and b"accept-encoding: gzip, deflate\r\n" in sent
+    await client.aclose()
