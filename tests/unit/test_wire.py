@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -256,3 +260,56 @@ async def test_the_client_posts_json_over_the_pool_and_httpx_reads_the_same(
     assert sent.endswith(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
     assert b"x-k: v\r\n" in sent and b"accept-encoding: gzip, deflate\r\n" in sent
     await client.aclose()
+
+
+async def test_an_idle_connection_that_receives_bytes_is_not_reused() -> None:
+    connections = 0
+
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(b"ok"))
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+        await reader.read()  # until the client hangs up
+
+    server, url = await serve(chatty)
+    wire = pool()
+    assert await post(wire, url, b"") == (200, b"ok")
+    await asyncio.sleep(0.2)
+    assert await post(wire, url, b"") == (200, b"ok")
+    assert connections == 2
+    server.close()
+    await wire.aclose()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_origins_are_verified_and_pooled(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    upstream = Upstream()
+    server = await asyncio.start_server(upstream._handle, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://localhost:{port}/v1/chat/completions"
+    upstream.scripts = [answer(b"1"), answer(b"2")]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    wire = WirePool(connect_timeout=2.0, read_timeout=2.0, default_headers={}, ssl_context=trusting)
+    assert await post(wire, url) == (200, b"1")
+    assert await post(wire, url) == (200, b"2")
+    assert upstream.connections == 1
+    assert upstream.requests[0].startswith(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost:"
+    )
+    await wire.aclose()
+    # the default context (httpx's CA bundle) refuses a certificate nobody vouched for
+    with pytest.raises(httpx.ConnectError):
+        await post(pool(), url)
+    server.close()

@@ -82,6 +82,11 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # bytes nobody asked for (a 408 before an idle close, say): the connection's
+            # framing can no longer be trusted, so it is never used again
+            self.close()
+            return
         self.last_read = time.monotonic()
         try:
             self.parser.feed_data(data)
@@ -186,6 +191,7 @@ class WirePool:
         default_headers: Mapping[str, str],
         max_connections: int = 100,
         keepalive_s: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -197,7 +203,7 @@ class WirePool:
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._slots: dict[_Origin, asyncio.Semaphore] = {}
         self._targets: dict[str, _Target] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._open: set[_Connection] = set()
 
     def target(self, url: str) -> _Target | None:
