@@ -330,6 +330,36 @@ def test_auto_routes_each_line_by_priority_within_one_run(tmp_path: Path) -> Non
         store.close()
 
 
+@pytest.mark.parametrize("how", [["--path", "auto"], ["--async"]])
+def test_resume_on_a_queue_path_is_refused_before_anything_is_sent(
+    tmp_path: Path, how: list[str]
+) -> None:
+    """Ignoring --resume there would start a second run and send every line again."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "1", "text": "later"}) + "\n")
+    with FaultServer([]) as server:
+        root = project(tmp_path, server, path="auto")
+        config = (root / "roadworthy.yaml").read_text()
+        (root / "roadworthy.yaml").write_text(
+            config.replace(
+                "    path: auto\n",
+                "    path:\n      mode: auto\n      rules: [{priority_at_least: 5, path: sync}]\n"
+                "      default: batch\n",
+            )
+        )
+        result = runner.invoke(
+            app, ["run", "triage", str(source), "-p", str(root), "--resume", *how]
+        )
+        assert result.exit_code == 2, result.output
+        assert "--resume works on the sync and batch paths" in result.output
+        assert server.requests == [] and not server.batches
+    store = store_of(root)
+    try:
+        assert store.list_runs() == []
+    finally:
+        store.close()
+
+
 async def test_resume_admits_lines_a_dead_process_never_reached(tmp_path: Path) -> None:
     from roadworthy.config import load_project
     from roadworthy.jobs.batch_run import BatchPath

@@ -58,7 +58,12 @@ def run_command(
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Skip inputs whose item already finished done.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Skip inputs whose item already finished done (sync), or pick up the "
+            "unfinished batch run of this file (batch). Refused on async and auto.",
+        ),
     ] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 unless every item finished done.")
@@ -112,6 +117,16 @@ def run_command(
         raise typer.Exit(EXIT_CONFIG)
     loaded = load(project)
     mode = _mode(loaded, pipeline, path, async_=async_, batch=batch)
+    if resume and mode in ("async", "auto"):
+        # Ignoring the flag would start a new run and send every line again, paying twice
+        # for what the earlier run's queued jobs and provider batches are still doing.
+        err_console.print(
+            f"[red]--resume works on the sync and batch paths, not on {mode}[/]: the queued "
+            "jobs and provider batches of the earlier run keep going (`roadworthy runs` "
+            "shows it); running the file again would send every line again",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_CONFIG)
     if mode == "async":
         _run_async(Workspace(loaded), pipeline, input_path, output=output, strict=strict)
         return
