@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,52 @@ def test_key_budget_is_a_ledger_budget(store_url: str) -> None:
         assert status.spent_usd == Decimal("0.04") and status.reserved_usd == 0
     finally:
         store.close()
+
+
+async def test_the_service_records_chat_calls_on_both_stores(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Plain (lean path) and streamed (FastAPI route) completions, each with its ledger row.
+
+    The trace id a chat request gets must fit the ledger's ``trace_id`` column on every
+    store: PostgreSQL enforces its length, SQLite does not.
+    """
+    import httpx
+
+    from roadworthy.config import load_project
+    from roadworthy.pipeline import Workspace
+    from roadworthy.providers import Reply, ScriptedProvider
+    from roadworthy.server import create_app
+
+    from ..conftest import SCRIPTED_CONFIG, write_project
+
+    config = SCRIPTED_CONFIG.replace(
+        "storage: sqlite:///.roadworthy/state.db", f"storage: {store_url}"
+    )
+    root = write_project(tmp_path / "proj", config + "server: {auth: none}\n")
+    provider = ScriptedProvider([Reply(text="one"), Reply(text="two")], name="fake")
+    workspace = Workspace(load_project(root), providers={"fake": provider})
+    app = create_app(workspace)
+    hi = [{"role": "user", "content": "hi"}]
+    traces = []
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
+            plain = await client.post(
+                "/v1/chat/completions", json={"model": "cheap", "messages": hi}
+            )
+            assert plain.status_code == 200, plain.text
+            traces.append(plain.headers["x-roadworthy-trace-id"])
+            streamed = await client.post(
+                "/v1/chat/completions", json={"model": "cheap", "messages": hi, "stream": True}
+            )
+            assert streamed.status_code == 200, streamed.text
+            assert "data: [DONE]" in streamed.text
+            traces.append(streamed.headers["x-roadworthy-trace-id"])
+        for trace in traces:
+            (call,) = workspace.store.list_calls(trace_id=trace)
+            assert call["status"] == "ok" and call["step"] == "chat"
+    finally:
+        await workspace.aclose()
+        workspace.close()

@@ -201,7 +201,7 @@ def build_request(
     workspace: Workspace, request: ChatRequest, prompt_header: str | None
 ) -> tuple[CompletionRequest, CallContext]:
     """The provider-neutral request and its ledger context (prompt id, version, label)."""
-    trace_id = str(uuid.uuid4())
+    trace_id = uuid.uuid4().hex  # 32 characters, the ledger column's width
     ext = request.roadworthy or RoadworthyExtension()
     prompt_ref = ext.prompt or prompt_header
     messages = _messages(request)

@@ -275,7 +275,7 @@ class LeanChat:
             router = resolve_route(self.gateway.workspace, body["model"])
         except ApiError:
             return None
-        context = CallContext(trace_id=str(uuid.uuid4()), step="chat")
+        context = CallContext(trace_id=uuid.uuid4().hex, step="chat")  # as chat.build_request
         return _Plan(body["model"], router, request, context, key, seconds)
 
     async def _answer(self, plan: _Plan, started: float, send: Send) -> None:
