@@ -70,7 +70,8 @@ async def test_the_service_records_chat_calls_on_both_stores(
         "storage: sqlite:///.roadworthy/state.db", f"storage: {store_url}"
     )
     root = write_project(tmp_path / "proj", config + "server: {auth: none}\n")
-    provider = ScriptedProvider([Reply(text="one"), Reply(text="two")], name="fake")
+    good = '{"category": "billing", "priority": "high"}'
+    provider = ScriptedProvider([Reply(text=good)] * 3, name="fake")
     workspace = Workspace(load_project(root), providers={"fake": provider})
     app = create_app(workspace)
     hi = [{"role": "user", "content": "hi"}]
@@ -90,9 +91,20 @@ async def test_the_service_records_chat_calls_on_both_stores(
             assert streamed.status_code == 200, streamed.text
             assert "data: [DONE]" in streamed.text
             traces.append(streamed.headers["x-roadworthy-trace-id"])
+            ran = await client.post(
+                "/v1/pipelines/triage/run", json={"input": {"text": "charged twice"}}
+            )
+            assert ran.status_code == 200 and ran.json()["status"] == "done", ran.text
+            traces.append(ran.json()["trace_id"])
+            queued = await client.post(
+                "/v1/pipelines/triage/jobs", json={"input": {"text": "later"}}
+            )
+            assert queued.status_code == 202, queued.text
+            job = await client.get(f"/v1/jobs/{queued.json()['jobs'][0]['id']}")
+            assert job.status_code == 200 and job.json()["status"] == "queued"
         for trace in traces:
             (call,) = workspace.store.list_calls(trace_id=trace)
-            assert call["status"] == "ok" and call["step"] == "chat"
+            assert call["status"] == "ok"
     finally:
         await workspace.aclose()
         workspace.close()

@@ -134,7 +134,7 @@ class Recorded:
             # because this task is being cancelled.
             if self.recorder is not None:
                 latency_ms = (time.perf_counter() - started) * 1000
-                record = self._record(request, None, None, latency_ms)
+                record = self._record(request, None, None, started, latency_ms)
                 record.status = "cancelled"
                 record.error_class = "Cancelled"
                 record.cost_usd = None  # the upstream may have billed what it generated
@@ -144,10 +144,10 @@ class Recorded:
         latency_ms = (time.perf_counter() - started) * 1000
         if isinstance(self.recorder, CallWriter) and self.recorder.group_commit:
             await self.recorder.arecord(
-                self._record(request, completion, error, latency_ms, forced)
+                self._record(request, completion, error, started, latency_ms, forced)
             )
         elif self.recorder is not None:
-            self.recorder(self._record(request, completion, error, latency_ms, forced))
+            self.recorder(self._record(request, completion, error, started, latency_ms, forced))
         if error is not None:
             raise error
         assert completion is not None
@@ -158,6 +158,7 @@ class Recorded:
         request: CompletionRequest,
         completion: Completion | None,
         error: errors.RoadworthyError | None,
+        started: float,
         latency_ms: float,
         forced: bool = False,
     ) -> CallRecord:
@@ -193,7 +194,9 @@ class Recorded:
             record.finish_reason = completion.finish_reason
             record.request_id = completion.request_id
             record.usage_estimated = usage.estimated
-        self._streamed(record, time.perf_counter() - latency_ms / 1000, request)
+        # the attempt's own start: one rebuilt from the latency lands after a first piece
+        # that came within microseconds, and the time to first token would be lost
+        self._streamed(record, started, request)
         if error is not None:
             record.error_class = error.error_class
             record.error_message = redact(str(error))[:2000]
