@@ -328,3 +328,36 @@ async def test_the_loop_connection_leaves_checkpoints_to_the_thread(
     assert len(checkpoints) == 2  # after the 4th and the 8th commit
     assert len(committed(db)) == 8
     store.close()
+
+
+@PATHS
+async def test_a_failed_insert_raises_the_store_error_on_either_path(
+    db: Path, inline: bool
+) -> None:
+    import sqlalchemy as sa
+
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, inline=inline)
+    bad = CallRecord(trace_id="t", provider=None, model="m", latency_ms=1.0, status="ok")  # type: ignore[arg-type]
+    with pytest.raises(sa.exc.IntegrityError):
+        await writer.arecord(bad)
+    await writer.arecord(record("after"))
+    assert committed(db) == {"after"}
+    writer.close()
+    store.close()
+
+
+def test_a_database_not_in_wal_mode_commits_on_the_thread(db: Path) -> None:
+    """Where WAL is unavailable (some network filesystems) a commit would block the loop."""
+    import sqlalchemy as sa
+
+    Store.open(f"sqlite:///{db}").close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    store = Store(sa.create_engine(f"sqlite:///{db}"))  # no WAL pragma on connect
+    writer = CallWriter(store)
+    assert writer.inline_connection() is None
+    writer(record("thread"))
+    assert committed(db) == {"thread"}
+    writer.close()
+    store.close()

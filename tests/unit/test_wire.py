@@ -213,14 +213,18 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 
 
 async def test_an_abandoned_exchange_closes_its_connection() -> None:
+    asked = asyncio.Event()
+
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
+        asked.set()  # the request went out on a pooled connection; now it is abandoned
         await asyncio.sleep(5)
 
     server, url = await serve(slow)
     wire = pool()
     task = asyncio.create_task(post(wire, url, b""))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(asked.wait(), 5)
+    assert len(wire._open) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -313,3 +317,68 @@ async def test_tls_origins_are_verified_and_pooled(tmp_path: Path) -> None:
     with pytest.raises(httpx.ConnectError):
         await post(pool(), url)
     server.close()
+
+
+async def test_bytes_after_an_answer_in_the_same_segment_retire_the_connection() -> None:
+    connections = 0
+
+    async def doubled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        extra = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 9\r\n\r\nHTT"
+        writer.write(answer(b"ok") + extra)  # an answer and the start of another, one write
+        await reader.read()
+
+    server, url = await serve(doubled)
+    wire = pool()
+    target = wire.target(url)
+    assert target is not None
+    data = wire.request_bytes(target, b"", {})
+    assert data is not None
+    status, headers, body = await wire.post(target, data)
+    assert (status, body) == (200, b"ok")
+    assert not any(name.lower() == b"content-encoding" for name, _ in headers)
+    assert await post(wire, url, b"") == (200, b"ok")  # on a new connection
+    assert connections == 2
+    server.close()
+    await wire.aclose()
+
+
+async def test_an_upgrade_answer_is_a_protocol_error() -> None:
+    async def upgrading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n"
+        )
+        await reader.read()
+
+    server, url = await serve(upgrading)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(pool(), url, b"")
+    server.close()
+
+
+async def test_a_body_that_trickles_in_resets_the_read_timeout() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+        for piece in b"slow!":
+            await asyncio.sleep(0.1)
+            writer.write(bytes([piece]))
+        await reader.read()
+
+    server, url = await serve(trickle)
+    wire = pool(read_timeout=0.3)  # the whole answer takes longer; no gap does
+    assert await post(wire, url, b"") == (200, b"slow!")
+    (connection,) = wire._open
+    assert connection._timer is None  # no read-deadline check left behind
+    server.close()
+    await wire.aclose()
+
+
+def test_urls_that_need_encoding_are_left_to_httpx() -> None:
+    wire = pool()
+    assert wire.target("http://127.0.0.1:9/v1/a b") is None
+    assert wire.target("http://127.0.0.1:9/v1/caf\u00e9") is None
+    assert wire.target("http://b\u00fccher.example/v1") is None

@@ -66,6 +66,9 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.last_read = 0.0
+        self.answered = False  # this exchange's answer is complete
+        self.tainted = False  # bytes came after it: the framing can no longer be trusted
+        self._timer: asyncio.TimerHandle | None = None
         self._start_message()
 
     def _start_message(self) -> None:
@@ -82,16 +85,17 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None:
+        if self.waiter is None or self.waiter.done():
             # bytes nobody asked for (a 408 before an idle close, say): the connection's
             # framing can no longer be trusted, so it is never used again
+            self.tainted = True
             self.close()
             return
         self.last_read = time.monotonic()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"the answer is not valid HTTP/1.1: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(httpx.RemoteProtocolError(f"the answer is not valid HTTP/1.1: {exc!r}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -112,19 +116,33 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.answered:
+            self.tainted = True  # a second message in the bytes that ended the first
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.answered:
+            return
         self.headers.append((name, value))
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+        lowered = name.lower()
+        if lowered == b"content-length" or (
+            lowered == b"transfer-encoding" and value.lower().rstrip().endswith(b"chunked")
+        ):
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.answered:
+            return
         self.status = self.parser.get_status_code()
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
+        if not self.answered:
+            self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self.answered:
+            return
         if 100 <= self.status < 200:
             self._start_message()  # an informational answer; the real one follows
             return
@@ -134,9 +152,22 @@ class _Connection(asyncio.Protocol):
     # -- the exchange -----------------------------------------------------------------
 
     def _finish(self) -> None:
+        self.answered = True
         if self.waiter is not None and not self.waiter.done():
             body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-            self.waiter.set_result((self.status, self.headers, body))
+            self.waiter.set_result((self.status, list(self.headers), body))
+
+    def reusable(self) -> bool:
+        """Whether the next request may go on this connection."""
+        return (
+            self.keep_alive
+            and not self.closed
+            and not self.tainted
+            and self.transport is not None
+            # an answer that came before the whole request was written leaves the rest
+            # queued: the server may never read it
+            and self.transport.get_write_buffer_size() == 0
+        )
 
     def _fail(self, error: Exception) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -147,19 +178,20 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._start_message()
+        self.answered = False
         waiter: asyncio.Future[Answer] = loop.create_future()
         self.waiter = waiter
         self.last_read = time.monotonic()
         self.transport.write(data)
-        timer = None
         if read_timeout is not None:
-            timer = loop.call_later(read_timeout, self._read_deadline, read_timeout)
+            self._timer = loop.call_later(read_timeout, self._read_deadline, read_timeout)
         try:
             return await waiter
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _read_deadline(self, read_timeout: float) -> None:
         """Fail the exchange if nothing arrived for ``read_timeout``, else look again later."""
@@ -170,7 +202,7 @@ class _Connection(asyncio.Protocol):
             self._fail(httpx.ReadTimeout(f"no data for {read_timeout:.1f}s"))
             self.close()
         else:
-            asyncio.get_running_loop().call_later(
+            self._timer = asyncio.get_running_loop().call_later(
                 read_timeout - quiet, self._read_deadline, read_timeout
             )
 
@@ -198,8 +230,6 @@ class WirePool:
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
         self._defaults = {k.lower(): v for k, v in default_headers.items()}
-        # only what this module can decode
-        self._defaults["accept-encoding"] = "gzip, deflate"
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._slots: dict[_Origin, asyncio.Semaphore] = {}
         self._targets: dict[str, _Target] = {}
@@ -220,9 +250,9 @@ class WirePool:
         if parts.port is not None:
             shown = f"{shown}:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not _safe(path) or not _safe(shown):
-            return None
-        head = f"POST {path} HTTP/1.1\r\nhost: {shown}\r\n".encode("ascii", "strict")
+        if not (_visible_ascii(path) and _visible_ascii(shown)):
+            return None  # httpx percent-encodes what may not go on the wire as it is
+        head = f"POST {path} HTTP/1.1\r\nhost: {shown}\r\n".encode("ascii")
         target = _Target((parts.scheme, host, port), head)
         if len(self._targets) < 256:
             self._targets[url] = target
@@ -233,9 +263,11 @@ class WirePool:
     ) -> bytes | None:
         """The whole request, or None when a header cannot go on the wire as it is."""
         merged = dict(self._defaults)
+        merged["content-type"] = "application/json"
         for name, value in headers.items():
             merged[name.lower()] = value
         merged.pop("host", None)
+        merged["accept-encoding"] = "gzip, deflate"  # only what decoded() undoes
         merged["content-length"] = str(len(body))
         lines = []
         for name, value in merged.items():
@@ -261,7 +293,7 @@ class WirePool:
             except BaseException:
                 self._discard(connection)
                 raise
-            if connection.keep_alive and not connection.closed:
+            if connection.reusable():
                 connection.idle_since = time.monotonic()
                 self._idle.setdefault(origin, []).append(connection)
             else:
@@ -273,9 +305,11 @@ class WirePool:
         if not idle:
             return None
         now = time.monotonic()
+        while idle and (idle[0].closed or now - idle[0].idle_since >= self.keepalive_s):
+            self._discard(idle.pop(0))  # the oldest first: past their keep-alive
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self.keepalive_s:
+            if not connection.closed:
                 return connection
             self._discard(connection)
         return None
@@ -308,6 +342,11 @@ class WirePool:
         for connection in list(self._open):
             self._discard(connection)
         self._idle.clear()
+
+
+def _visible_ascii(text: str) -> bool:
+    """Printable ASCII without spaces: what a request target or host may hold as it is."""
+    return all("!" <= ch <= "~" for ch in text)
 
 
 def _safe(text: str) -> bool:

@@ -39,16 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import operator
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import sqlalchemy as sa
+
 from .store import CallRecord, Store
 from .tables import calls
 
 __all__ = ["CallWriter"]
+
+log = logging.getLogger(__name__)
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
 
@@ -104,25 +109,40 @@ class _InlineSqlite:
         return values
 
     def write(self, records: list[CallRecord]) -> None:
-        """Commit ``records`` in one transaction now, or raise :class:`_Busy` at once."""
+        """Commit ``records`` in one transaction now, or raise :class:`_Busy` at once.
+
+        Other failures are raised as SQLAlchemy's exceptions, as the thread's write
+        raises them, so callers see the store's errors whichever path a batch took.
+        """
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(self._sql, [self._values(r) for r in records])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise _Busy from exc
-            raise
-        try:
-            conn.executemany(self._sql, [self._values(r) for r in records])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            raise _store_error(self._sql, exc) from exc
+        except sqlite3.Error as exc:
+            raise _store_error(self._sql, exc) from exc
         self.commits += 1
+
+    def in_wal_mode(self) -> bool:
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()
+        return mode is not None and str(mode[0]).lower() == "wal"
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _store_error(statement: str, error: sqlite3.Error) -> Exception:
+    wrapped = sa.exc.DBAPIError.instance(statement, None, error, sqlite3.Error)
+    return wrapped if isinstance(wrapped, Exception) else error
 
 
 class _LoopWriter:
@@ -156,7 +176,10 @@ class _LoopWriter:
             try:
                 self.inline.write([record for record, _ in part])
             except _Busy:
-                self.queue.put_nowait(part)
+                if self.task.done():  # the writer was closed: nothing reads the queue
+                    _settle(part, RuntimeError("the call writer is closed"))
+                else:
+                    self.queue.put_nowait(part)
                 continue
             except Exception as exc:
                 _settle(part, exc)
@@ -168,11 +191,18 @@ class _LoopWriter:
     def _checkpoint(self) -> None:
         if self.checkpointing:
             return
+        try:
+            future = self.loop.run_in_executor(self.owner.executor, self.owner.checkpoint)
+        except RuntimeError:
+            return  # the writer is closing; a later checkpoint copies these rows
         self.checkpointing = True
-        future = self.loop.run_in_executor(self.owner.executor, self.owner.checkpoint)
 
-        def done(_: asyncio.Future[None]) -> None:
+        def done(finished: asyncio.Future[None]) -> None:
             self.checkpointing = False
+            if not finished.cancelled() and finished.exception() is not None:
+                # nothing is lost (the rows are in the WAL) and the next checkpoint copies
+                # them, so a failure is logged, not raised
+                log.warning("WAL checkpoint failed: %s", finished.exception())
 
         future.add_done_callback(done)
 
@@ -239,7 +269,11 @@ class CallWriter:
             conn.execute(calls.insert(), [_row(r) for r in records])
 
     def inline_connection(self) -> _InlineSqlite | None:
-        """The loop's own connection on a SQLite file; None where commits go to the thread."""
+        """The loop's own connection on a SQLite file; None where commits go to the thread.
+
+        Only in WAL mode: in a rollback-journal mode a commit needs the exclusive lock
+        (failing at once while anyone reads) and syncs the file, on the loop.
+        """
         url = self.store.engine.url
         if (
             not self.inline
@@ -247,7 +281,11 @@ class CallWriter:
             or url.database in (None, "", ":memory:")
         ):
             return None
-        return _InlineSqlite(self.store, url.database)
+        inline = _InlineSqlite(self.store, url.database)
+        if not inline.in_wal_mode():
+            inline.close()
+            return None
+        return inline
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database without blocking writers (``PASSIVE``)."""
@@ -264,7 +302,7 @@ class CallWriter:
         writer = self._loops.get(loop)
         if writer is None or writer.task.done():
             # a writer per loop: a workspace can outlive one asyncio.run and serve the next
-            for old in [lp for lp in self._loops if lp.is_closed()]:
+            for old in [lp for lp in self._loops if lp.is_closed() or lp is loop]:
                 self._drop(old)
             writer = self._loops[loop] = _LoopWriter(self, loop)
         await writer.add(record)
