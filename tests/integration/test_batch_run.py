@@ -286,6 +286,20 @@ def test_a_killed_batch_run_resumes_without_paying_twice(tmp_path: Path) -> None
     assert "no unfinished batch runs" in again.output
 
 
+def auto_project(tmp_path: Path, server: FaultServer, extra: str = "") -> Path:
+    """A project on the auto path: priority 5 and up runs here, the rest goes to batch."""
+    root = project(tmp_path, server, path="auto", extra=extra)
+    config = (root / "roadworthy.yaml").read_text()
+    (root / "roadworthy.yaml").write_text(
+        config.replace(
+            "    path: auto\n",
+            "    path:\n      mode: auto\n      rules: [{priority_at_least: 5, path: sync}]\n"
+            "      default: batch\n",
+        )
+    )
+    return root
+
+
 def test_auto_routes_each_line_by_priority_within_one_run(tmp_path: Path) -> None:
     extra = ""
     schedule = [answer("technical"), answer("other"), answer("technical")]
@@ -301,15 +315,7 @@ def test_auto_routes_each_line_by_priority_within_one_run(tmp_path: Path) -> Non
     )
     out = tmp_path / "out.jsonl"
     with FaultServer(schedule) as server:
-        root = project(tmp_path, server, path="auto", extra=extra)
-        config = (root / "roadworthy.yaml").read_text()
-        (root / "roadworthy.yaml").write_text(
-            config.replace(
-                "    path: auto\n",
-                "    path:\n      mode: auto\n"
-                "      rules: [{priority_at_least: 5, path: sync}]\n      default: batch\n",
-            )
-        )
+        root = auto_project(tmp_path, server, extra=extra)
         result = runner.invoke(app, ["run", "triage", str(source), "-p", str(root), "-o", str(out)])
         assert result.exit_code == 0, result.output
         assert "1 sync, 0 async, 2 batch" in result.output
@@ -338,15 +344,7 @@ def test_resume_on_a_queue_path_is_refused_before_anything_is_sent(
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"id": "1", "text": "later"}) + "\n")
     with FaultServer([]) as server:
-        root = project(tmp_path, server, path="auto")
-        config = (root / "roadworthy.yaml").read_text()
-        (root / "roadworthy.yaml").write_text(
-            config.replace(
-                "    path: auto\n",
-                "    path:\n      mode: auto\n      rules: [{priority_at_least: 5, path: sync}]\n"
-                "      default: batch\n",
-            )
-        )
+        root = auto_project(tmp_path, server)
         result = runner.invoke(
             app, ["run", "triage", str(source), "-p", str(root), "--resume", *how]
         )

@@ -137,58 +137,6 @@ async def test_a_body_delimited_by_the_close_is_read_to_the_end() -> None:
     await wire.aclose()
 
 
-async def test_an_idle_connection_the_server_closed_is_replaced() -> None:
-    connections = 0
-
-    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer(str(connections).encode()))
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.close()  # the server's own idle timeout, while the client keeps it pooled
-
-    server, url = await serve(answer_then_close)
-    wire = pool()
-    assert await post(wire, url, b"") == (200, b"1")
-    await asyncio.sleep(0.2)
-    assert await post(wire, url, b"") == (200, b"2")  # a new connection, not the dead one
-    assert connections == 2
-    server.close()
-    await wire.aclose()
-
-
-@pytest.mark.parametrize(
-    ("raw", "error", "exchange_failed"),
-    [
-        (b"garbage\r\n\r\n", httpx.RemoteProtocolError, True),
-        (b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"cut', httpx.RemoteProtocolError, True),
-        # read to the end, so the connection itself was fine; its body was not
-        (answer(b"not gzip", "content-encoding: gzip"), httpx.RemoteProtocolError, False),
-        (answer(b"x", "content-encoding: br"), httpx.RemoteProtocolError, False),
-    ],
-    ids=["not-http", "cut-body", "corrupt-gzip", "unasked-encoding"],
-)
-async def test_broken_answers_raise_what_httpx_would(
-    raw: bytes, error: type[Exception], exchange_failed: bool
-) -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(raw)
-        await writer.drain()
-        writer.close()
-
-    server, url = await serve(cut)
-    wire = pool()
-    with pytest.raises(error):
-        await post(wire, url, b"")
-    if exchange_failed:
-        assert not wire._open  # a failed exchange never goes back to the pool
-    server.close()
-    await wire.aclose()
-
-
 async def test_silence_past_the_read_timeout_is_a_read_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -266,85 +214,6 @@ async def test_the_client_posts_json_over_the_pool_and_httpx_reads_the_same(
     await client.aclose()
 
 
-async def test_an_idle_connection_that_receives_bytes_is_not_reused() -> None:
-    connections = 0
-
-    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answer(b"ok"))
-        await asyncio.sleep(0.05)
-        writer.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
-        await reader.read()  # until the client hangs up
-
-    server, url = await serve(chatty)
-    wire = pool()
-    assert await post(wire, url, b"") == (200, b"ok")
-    await asyncio.sleep(0.2)
-    assert await post(wire, url, b"") == (200, b"ok")
-    assert connections == 2
-    server.close()
-    await wire.aclose()
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-async def test_tls_origins_are_verified_and_pooled(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    served.load_cert_chain(cert, key)
-    upstream = Upstream()
-    server = await asyncio.start_server(upstream._handle, "127.0.0.1", 0, ssl=served)
-    port = server.sockets[0].getsockname()[1]
-    url = f"https://localhost:{port}/v1/chat/completions"
-    upstream.scripts = [answer(b"1"), answer(b"2")]
-    trusting = ssl.create_default_context(cafile=str(cert))
-    wire = WirePool(connect_timeout=2.0, read_timeout=2.0, default_headers={}, ssl_context=trusting)
-    assert await post(wire, url) == (200, b"1")
-    assert await post(wire, url) == (200, b"2")
-    assert upstream.connections == 1
-    assert upstream.requests[0].startswith(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost:"
-    )
-    await wire.aclose()
-    # the default context (httpx's CA bundle) refuses a certificate nobody vouched for
-    with pytest.raises(httpx.ConnectError):
-        await post(pool(), url)
-    server.close()
-
-
-async def test_bytes_after_an_answer_in_the_same_segment_retire_the_connection() -> None:
-    connections = 0
-
-    async def doubled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        extra = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 9\r\n\r\nHTT"
-        writer.write(answer(b"ok") + extra)  # an answer and the start of another, one write
-        await reader.read()
-
-    server, url = await serve(doubled)
-    wire = pool()
-    target = wire.target(url)
-    assert target is not None
-    data = wire.request_bytes(target, b"", {})
-    assert data is not None
-    status, headers, body = await wire.post(target, data)
-    assert (status, body) == (200, b"ok")
-    assert not any(name.lower() == b"content-encoding" for name, _ in headers)
-    assert await post(wire, url, b"") == (200, b"ok")  # on a new connection
-    assert connections == 2
-    server.close()
-    await wire.aclose()
-
-
 async def test_an_upgrade_answer_is_a_protocol_error() -> None:
     async def upgrading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -382,3 +251,116 @@ def test_urls_that_need_encoding_are_left_to_httpx() -> None:
     assert wire.target("http://127.0.0.1:9/v1/a b") is None
     assert wire.target("http://127.0.0.1:9/v1/caf\u00e9") is None
     assert wire.target("http://b\u00fccher.example/v1") is None
+
+
+async def reconnects(extra: bytes = b"", later: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """Post twice to a server that answers ``ok`` (plus ``extra`` in the same write), then
+    after 50 ms sends ``later`` or, for None, closes; the second post must find a new
+    connection. The first answer's headers, for the caller to check.
+    """
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer(b"ok") + extra)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        if later is None:
+            writer.close()  # the server's own idle timeout, while the client keeps it pooled
+            return
+        writer.write(later)
+        await reader.read()  # until the client hangs up
+
+    server, url = await serve(handler)
+    wire = pool()
+    target = wire.target(url)
+    assert target is not None
+    data = wire.request_bytes(target, b"", {})
+    assert data is not None
+    status, headers, body = await wire.post(target, data)
+    assert (status, body) == (200, b"ok")
+    await asyncio.sleep(0.2)
+    assert await post(wire, url, b"") == (200, b"ok")
+    assert connections == 2
+    server.close()
+    await wire.aclose()
+    return headers
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced() -> None:
+    await reconnects()
+
+
+async def test_an_idle_connection_that_receives_bytes_is_not_reused() -> None:
+    await reconnects(later=b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+
+
+async def test_bytes_after_an_answer_in_the_same_segment_retire_the_connection() -> None:
+    # an answer and the start of another in one write: the second must not leak into
+    # the first (its headers) nor leave the parser mid-message for the next request
+    extra = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 9\r\n\r\nHTT"
+    headers = await reconnects(extra=extra)
+    assert not any(name.lower() == b"content-encoding" for name, _ in headers)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "exchange_failed"),
+    [
+        (b"garbage\r\n\r\n", httpx.RemoteProtocolError, True),
+        (b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"cut', httpx.RemoteProtocolError, True),
+        # read to the end, so the connection itself was fine; its body was not
+        (answer(b"not gzip", "content-encoding: gzip"), httpx.RemoteProtocolError, False),
+        (answer(b"x", "content-encoding: br"), httpx.RemoteProtocolError, False),
+    ],
+    ids=["not-http", "cut-body", "corrupt-gzip", "unasked-encoding"],
+)
+async def test_broken_answers_raise_what_httpx_would(
+    raw: bytes, error: type[Exception], exchange_failed: bool
+) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    server, url = await serve(cut)
+    wire = pool()
+    with pytest.raises(error):
+        await post(wire, url, b"")
+    if exchange_failed:
+        assert not wire._open  # a failed exchange never goes back to the pool
+    server.close()
+    await wire.aclose()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_origins_are_verified_and_pooled(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    upstream = Upstream()
+    server = await asyncio.start_server(upstream._handle, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://localhost:{port}/v1/chat/completions"
+    upstream.scripts = [answer(b"1"), answer(b"2")]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    wire = WirePool(connect_timeout=2.0, read_timeout=2.0, default_headers={}, ssl_context=trusting)
+    assert await post(wire, url) == (200, b"1")
+    assert await post(wire, url) == (200, b"2")
+    assert upstream.connections == 1
+    assert upstream.requests[0].startswith(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost:"
+    )
+    await wire.aclose()
+    # the default context (httpx's CA bundle) refuses a certificate nobody vouched for
+    with pytest.raises(httpx.ConnectError):
+        await post(pool(), url)
+    server.close()
