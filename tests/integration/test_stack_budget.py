@@ -74,7 +74,9 @@ def worker(url: str, ready: str, go: str) -> None:
     print(json.dumps({"calls": asyncio.run(spend(url, Path(ready), Path(go)))}))
 
 
-def race(url: str, tmp: Path) -> None:
+def test_budget_race(store_url: str, tmp_path: Path) -> None:
+    """Two processes spend one budget at once: never over it by more than one call."""
+    url, tmp = store_url, tmp_path
     Store.open(url).close()  # migrate once, before the racers start
     go = tmp / "go"
     procs, flags = [], []
@@ -112,14 +114,6 @@ def race(url: str, tmp: Path) -> None:
     assert Decimal(str(ledger_cost)) == status.spent_usd.quantize(Decimal("1e-10"))
     assert sum(made) * Decimal("0.0168") == status.spent_usd  # 8*100 + 40*400 per million
     assert thresholds == [0.5, 0.9]  # each soft alert once, not once per process
-
-
-def test_budget_race_sqlite(sqlite_url: str, tmp_path: Path) -> None:
-    race(sqlite_url, tmp_path)
-
-
-def test_budget_race_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    race(postgres_url, tmp_path)
 
 
 def test_an_unreserved_call_is_counted_not_refused(store_url: str) -> None:
