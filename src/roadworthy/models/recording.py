@@ -133,21 +133,17 @@ class Recorded:
             # happened and may have been billed, so it gets a row, written synchronously
             # because this task is being cancelled.
             if self.recorder is not None:
-                latency_ms = (time.perf_counter() - started) * 1000
-                record = self._record(request, None, None, started, latency_ms)
+                record = self._record(request, None, None, started)
                 record.status = "cancelled"
                 record.error_class = "Cancelled"
                 record.cost_usd = None  # the upstream may have billed what it generated
                 self._streamed(record, started, request, cancelled=True)
                 self.recorder(record)
             raise
-        latency_ms = (time.perf_counter() - started) * 1000
         if isinstance(self.recorder, CallWriter) and self.recorder.group_commit:
-            await self.recorder.arecord(
-                self._record(request, completion, error, started, latency_ms, forced)
-            )
+            await self.recorder.arecord(self._record(request, completion, error, started, forced))
         elif self.recorder is not None:
-            self.recorder(self._record(request, completion, error, started, latency_ms, forced))
+            self.recorder(self._record(request, completion, error, started, forced))
         if error is not None:
             raise error
         assert completion is not None
@@ -159,9 +155,9 @@ class Recorded:
         completion: Completion | None,
         error: errors.RoadworthyError | None,
         started: float,
-        latency_ms: float,
         forced: bool = False,
     ) -> CallRecord:
+        latency_ms = (time.perf_counter() - started) * 1000
         call = ctx.call_context.get() or ctx.CallContext(trace_id="untraced")
         record = CallRecord(
             trace_id=call.trace_id,

@@ -188,8 +188,8 @@ class AiohttpClient(httpx.AsyncClient):
             payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode()
         transport = self._aiohttp
-        proxied = bool(transport._env_proxies) and transport._proxy(httpx.URL(url)) is not None
-        if self._wire is not None and not proxied:
+        proxy = transport._proxy(httpx.URL(url)) if transport._env_proxies else None
+        if self._wire is not None and proxy is None:
             target = self._wire.target(url)
             data = None if target is None else self._wire.request_bytes(target, body, headers)
             if target is not None and data is not None:
@@ -207,7 +207,7 @@ class AiohttpClient(httpx.AsyncClient):
                 headers=merged,
                 data=body,
                 allow_redirects=False,
-                proxy=transport._proxy(httpx.URL(url)) if transport._env_proxies else None,
+                proxy=proxy,
                 timeout=self._aiohttp_timeout,
             )
             try:

@@ -495,7 +495,7 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Ap
     gateway = Gateway(workspace, settings)
     app.state.gateway = gateway
     app.lean = LeanChat(gateway)
-    # call rows in group commits off the event loop; an answer waits for its row's commit
+    # call rows in group commits (store/writer.py); an answer waits for its row's commit
     workspace.calls.group_commit = True
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
