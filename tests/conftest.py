@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from roadworthy.pipeline.workspace import Workspace
+from roadworthy.store import Store
+from roadworthy.store.journal import backlog
+
 PG_ADMIN_URL = os.environ.get(
     "ROADWORTHY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -223,3 +227,24 @@ def serving(root: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def copied(source: Store | Workspace, timeout: float = 10.0) -> Store:
+    """The store, once every call row a service journaled is in ``calls``.
+
+    ``roadworthy serve`` answers once a call's row is in its journal and copies rows into
+    the table moments later (store/journal.py). For a service in this process (a
+    workspace) the copy is done now; for one in another process (a store), this waits
+    for it. A no-op on PostgreSQL, which has no journal.
+    """
+    if isinstance(source, Workspace):
+        source.calls.flush_journal()
+        return source.store
+    database = source.engine.url.database
+    if source.engine.url.get_backend_name() != "sqlite" or not database:
+        return source
+    for _ in range(int(timeout / 0.01)):
+        if backlog(database) == 0:
+            return source
+        time.sleep(0.01)
+    raise AssertionError(f"the call journal was not copied within {timeout:g} s")

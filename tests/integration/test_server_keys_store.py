@@ -12,6 +12,8 @@ from roadworthy.store import Store
 from roadworthy.store.budgets import BudgetLedger, BudgetLimit, OverBudget
 from roadworthy.store.keys import KeyStore
 
+from ..conftest import copied
+
 
 def test_key_limits_round_trip(store_url: str) -> None:
     store = Store.open(store_url)
@@ -103,7 +105,7 @@ async def test_the_service_records_chat_calls_on_both_stores(
             job = await client.get(f"/v1/jobs/{queued.json()['jobs'][0]['id']}")
             assert job.status_code == 200 and job.json()["status"] == "queued"
         for trace in traces:
-            (call,) = workspace.store.list_calls(trace_id=trace)
+            (call,) = copied(workspace).list_calls(trace_id=trace)
             assert call["status"] == "ok"
     finally:
         await workspace.aclose()

@@ -10,7 +10,7 @@ import pytest
 
 from roadworthy.store import Store
 
-from ..conftest import create_key, serving, write_project
+from ..conftest import copied, create_key, serving, write_project
 
 openai = pytest.importorskip("openai")
 
@@ -93,7 +93,7 @@ def test_ledger_has_every_served_call(served: tuple[str, str, Path]) -> None:
     trace = raw.headers["x-roadworthy-trace-id"]
     store = Store.open(f"sqlite:///{root / '.roadworthy' / 'state.db'}")
     try:
-        (call,) = store.list_calls(trace_id=trace)
+        (call,) = copied(store).list_calls(trace_id=trace)
     finally:
         store.close()
     assert call["status"] == "ok" and call["route"] == "chat" and call["model"] == "gpt-4o-mini"

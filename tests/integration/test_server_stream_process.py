@@ -20,7 +20,7 @@ import pytest
 from roadworthy.store import Store
 from roadworthy.testing.faults import Fault, FaultServer
 
-from ..conftest import create_key, serving, write_project
+from ..conftest import copied, create_key, serving, write_project
 
 openai = pytest.importorskip("openai")
 
@@ -49,7 +49,7 @@ class Served:
     def calls(self, trace_id: str | None = None) -> list[dict[str, Any]]:
         store = Store.open(f"sqlite:///{self.root / '.roadworthy' / 'state.db'}")
         try:
-            return list(reversed(store.list_calls(trace_id=trace_id, limit=100)))
+            return list(reversed(copied(store).list_calls(trace_id=trace_id, limit=100)))
         finally:
             store.close()
 

@@ -20,7 +20,7 @@ from roadworthy.server.chat import sse_stream
 from roadworthy.server.openapi import openapi_document
 from roadworthy.store.keys import KeyStore
 
-from ..conftest import SCRIPTED_CONFIG, write_project
+from ..conftest import SCRIPTED_CONFIG, copied, write_project
 
 GOOD = {"category": "billing", "priority": "high"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ async def test_pipeline_run_done_is_recorded(project: Path) -> None:
     assert float(resp.headers["x-roadworthy-overhead-ms"]) >= 0
     item = ws.store.get_item(body["item_id"])
     assert item is not None and item["status"] == "done"
-    (call,) = ws.store.list_calls()
+    (call,) = copied(ws).list_calls()
     assert call["trace_id"] == body["trace_id"] == resp.headers["x-roadworthy-trace-id"]
 
 
@@ -163,7 +163,7 @@ async def test_chat_completion_is_recorded(project: Path) -> None:
     assert body["object"] == "chat.completion" and body["model"] == "cheap"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "hello there"}
     assert body["usage"]["prompt_tokens"] == 5 and body["usage"]["completion_tokens"] == 2
-    (call,) = ws.store.list_calls()
+    (call,) = copied(ws).list_calls()
     assert call["status"] == "ok" and call["step"] == "chat"
     assert call["trace_id"] == resp.headers["x-roadworthy-trace-id"]
     assert float(resp.headers["x-roadworthy-overhead-ms"]) >= 0
@@ -187,7 +187,7 @@ async def test_chat_renders_registry_prompt_and_json_mode(project: Path) -> None
     request = provider.requests[0]
     assert request.messages[1].content == "Ticket: refund please"
     assert request.response_format is not None
-    (call,) = ws.store.list_calls()
+    (call,) = copied(ws).list_calls()
     assert call["prompt_id"] == "triage" and call["prompt_version"] == 1
     header = await client.post(
         "/v1/chat/completions",
@@ -220,7 +220,7 @@ async def test_chat_upstream_errors_in_openai_format(
     assert error["code"] == code and set(error) == {"message", "type", "param", "code"}
     if status == 429:
         assert resp.headers["retry-after"] == "7"
-    assert ws.store.list_calls()[0]["status"] == "error"
+    assert copied(ws).list_calls()[0]["status"] == "error"
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ async def test_deadline_header_must_be_a_usable_number_of_seconds(
     )
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == "header.x-roadworthy-deadline-s"
-    assert ws.store.list_calls() == []  # refused before any model call
+    assert copied(ws).list_calls() == []  # refused before any model call
 
 
 async def test_unknown_path_is_openai_shaped_404(project: Path) -> None:

@@ -16,7 +16,7 @@ from roadworthy.providers import Reply, ScriptedProvider
 from roadworthy.server import create_app
 from roadworthy.store.keys import KeyStore
 
-from ..conftest import write_project
+from ..conftest import copied, write_project
 
 # $1000 per million tokens: $0.001 a token, so a 40-token call costs $0.04.
 CONFIG = """\
@@ -83,7 +83,7 @@ async def test_key_over_budget_gets_insufficient_quota(workspace: Workspace) -> 
     )
     assert other.status_code == 200, other.text
 
-    calls = workspace.store.list_calls()
+    calls = copied(workspace).list_calls()
     spent = [c for c in calls if c["api_key_id"] == capped.id]
     assert len(spent) == 1 and Decimal(str(spent[0]["cost_usd"])) == Decimal("0.04")
     assert sum(1 for c in calls if c["api_key_id"] not in (None, capped.id)) == 1
@@ -103,7 +103,7 @@ async def test_key_over_rpm_gets_429_with_retry_after(workspace: Workspace) -> N
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     # A refused request never reached the model: two calls in the ledger, not three.
-    assert len(workspace.store.list_calls()) == 2
+    assert len(copied(workspace).list_calls()) == 2
     # The limit is the key's, not the route's: another key still gets through.
     other = await client.post(
         "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {other_token}"}
@@ -118,7 +118,7 @@ async def test_pipeline_calls_are_recorded_and_budgeted_per_key(workspace: Works
         "/v1/pipelines/triage/run", json={"input": {"text": "charged twice"}}
     )
     assert resp.status_code == 200, resp.text
-    (call,) = workspace.store.list_calls()
+    (call,) = copied(workspace).list_calls()
     assert call["api_key_id"] == key.id
 
 

@@ -24,7 +24,7 @@ from roadworthy.providers import Reply, ScriptedProvider
 from roadworthy.server import create_app, fast_chat
 from roadworthy.store.keys import KeyStore
 
-from ..conftest import SCRIPTED_CONFIG, write_project
+from ..conftest import SCRIPTED_CONFIG, copied, write_project
 
 PATH = "/v1/chat/completions"
 HI = [{"role": "user", "content": "hi"}]
@@ -108,7 +108,7 @@ async def same(lean: Service, full: Service, auth: str = "bearer", **kwargs: Any
     assert list(a.headers) == list(b.headers)
     assert _asked(lean) == _asked(full)
     calls = [
-        [(c["status"], c["step"], c["model"]) for c in s.ws.store.list_calls()]
+        [(c["status"], c["step"], c["model"]) for c in copied(s.ws).list_calls()]
         for s in (lean, full)
     ]
     assert calls[0] == calls[1]
@@ -148,7 +148,7 @@ async def test_plain_requests_take_the_lean_path_with_the_same_answer(
     resp = await same(lean, full, auth, json=body)
     assert resp.status_code == 200
     assert float(resp.headers["x-roadworthy-overhead-ms"]) >= 0
-    (call,) = lean.ws.store.list_calls()
+    (call,) = copied(lean.ws).list_calls()
     assert call["trace_id"] == resp.headers["x-roadworthy-trace-id"]
     assert fell_through == []
 

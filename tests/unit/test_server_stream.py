@@ -21,7 +21,7 @@ from roadworthy.providers.base import Capabilities, Completion, CompletionReques
 from roadworthy.providers.streaming import StreamSink, streaming
 from roadworthy.server import create_app
 
-from ..conftest import write_project
+from ..conftest import copied, write_project
 
 CONFIG = """\
 storage: sqlite:///.roadworthy/state.db
@@ -72,7 +72,7 @@ async def test_pieces_are_forwarded_as_they_stream(tmp_path: Path) -> None:
     assert content(chunks) == ["one", " two", " three"]
     assert lines[-1] == "data: [DONE]"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    (call,) = ws.store.list_calls()
+    (call,) = copied(ws).list_calls()
     assert call["status"] == "ok" and call["ttft_ms"] is not None
     assert call["usage_estimated"] is False
 
@@ -87,7 +87,7 @@ async def test_retry_and_fallback_happen_before_the_first_byte(tmp_path: Path) -
     assert resp.status_code == 200, resp.text
     chunks, lines = events(resp.text)
     assert "".join(content(chunks)) == "from b" and lines[-1] == "data: [DONE]"
-    calls = sorted(ws.store.list_calls(), key=lambda c: c["id"])
+    calls = sorted(copied(ws).list_calls(), key=lambda c: c["id"])
     assert [(c["model"], c["status"], c["attempt"]) for c in calls] == [
         ("model-a", "error", 1),
         ("model-a", "error", 2),
@@ -109,7 +109,7 @@ async def test_failure_after_the_first_byte_neither_retries_nor_falls_back(
     assert content(chunks) == ["half"]
     assert "event: error" in lines and "data: [DONE]" not in lines
     assert chunks[-1]["error"]["code"] == "ProviderUnavailable"
-    (call,) = ws.store.list_calls()  # one attempt: no retry, no hop to model-b
+    (call,) = copied(ws).list_calls()  # one attempt: no retry, no hop to model-b
     assert call["model"] == "model-a" and call["status"] == "error"
 
 

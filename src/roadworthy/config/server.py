@@ -20,6 +20,12 @@ class ServerConfig(BaseModel):
     auth: Literal["keys", "none"] = Field(
         "keys", description="keys: every /v1 call needs an API key; none: dev mode, no keys"
     )
+    call_journal: bool = Field(
+        True,
+        description="on a SQLite store, answer once a call's row is appended to a journal "
+        "file and copy rows into the calls table in bulk (within 50 ms); false: answer "
+        "after the row's own commit",
+    )
     max_body_bytes: int = Field(
         1_000_000, ge=1024, description="larger request bodies are refused with 413"
     )

@@ -495,8 +495,10 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Ap
     gateway = Gateway(workspace, settings)
     app.state.gateway = gateway
     app.lean = LeanChat(gateway)
-    # call rows in group commits (store/writer.py); an answer waits for its row's commit
+    # call rows in group commits (store/writer.py); an answer waits until its row is
+    # durable: committed, or appended to the call journal (store/journal.py)
     workspace.calls.group_commit = True
+    workspace.calls.journal = settings.call_journal
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @contextlib.asynccontextmanager
@@ -509,6 +511,7 @@ def create_app(workspace: Workspace, settings: ServerConfig | None = None) -> Ap
         yield
         # the upstream clients belong to the server's loop: close them before it ends
         await workspace.close_clients()
+        workspace.calls.close_journal()
 
     app.router.lifespan_context = lifespan
     return app

@@ -417,3 +417,13 @@ provider_batches = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_provider_batches_run", "run_id", "status"),
 )
+
+# How far each call journal (store/journal.py: the service's call rows, appended to a file
+# before the answer and copied into ``calls`` in bulk) has been copied. A copy and its new
+# offset commit together, so a journal replayed after a crash resumes exactly there.
+call_journals = Table(
+    "call_journals",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("copied_bytes", BigInteger, nullable=False),
+)

@@ -38,16 +38,20 @@ PostgreSQL a commit is durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import operator
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
 
+from .journal import COPY_AFTER_S, MARK_SQL, ROTATE_BYTES, Journal, insert_sql, journal_dir
+from .journal import recover as recover_journals
 from .store import CallRecord, Store
 from .tables import calls
 
@@ -63,6 +67,17 @@ _Entry = tuple[CallRecord, "asyncio.Future[None]"]
 # commit adds about six pages to the WAL, so this is near SQLite's own default of a
 # checkpoint per 1,000 pages.
 CHECKPOINT_EVERY = 128
+
+# In journal mode, a loop iteration that finished this many calls or more commits their
+# rows at once instead: a commit shared by that many rows costs each less than journaling
+# and copying it (measured by bench/gateway.py at full load, where batches hold dozens).
+COMMIT_FROM = 4
+
+# Journaled rows per copy transaction. A copy runs in the loop, so it is cut into chunks,
+# one per loop iteration: requests interleave with them. At 32 rows a chunk costs about
+# as much as a few requests, and its fixed part (begin, commit, locks) is a thirtieth of
+# what a commit per call paid.
+COPY_CHUNK = 32
 
 
 def _row(record: CallRecord) -> dict[str, Any]:
@@ -91,9 +106,8 @@ class _InlineSqlite:
             process = column_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self._bind.append((index, process))
-        self._sql = (
-            f"INSERT INTO calls ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})"
-        )
+        self._sql = insert_sql(_FIELDS)
+        self._required = [(i, n) for i, n in enumerate(_FIELDS) if not calls.c[n].nullable]
         # check_same_thread=False only so that close() may come from another thread
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout=0")
@@ -101,12 +115,23 @@ class _InlineSqlite:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self.commits = 0
 
-    def _values(self, record: CallRecord) -> list[Any]:
+    def values(self, record: CallRecord) -> list[Any]:
         values = list(self._fields(record))
         for index, process in self._bind:
             if values[index] is not None:
                 values[index] = process(values[index])
         return values
+
+    def check(self, row: list[Any]) -> None:
+        """Raise the store's error for a row that the insert would refuse (a NULL).
+
+        A journaled row is answered for before it is inserted, so it must not be one the
+        copy would fail on: it would hold back every row behind it.
+        """
+        for index, name in self._required:
+            if row[index] is None:
+                error = sqlite3.IntegrityError(f"NOT NULL constraint failed: calls.{name}")
+                raise _store_error(self._sql, error)
 
     def write(self, records: list[CallRecord]) -> None:
         """Commit ``records`` in one transaction now, or raise :class:`_Busy` at once.
@@ -114,11 +139,17 @@ class _InlineSqlite:
         Other failures are raised as SQLAlchemy's exceptions, as the thread's write
         raises them, so callers see the store's errors whichever path a batch took.
         """
+        self.write_values([self.values(r) for r in records])
+
+    def write_values(self, rows: list[list[Any]], journal: tuple[str, int] | None = None) -> None:
+        """Commit rows already bound (:meth:`values`), and a journal's copied offset."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(self._sql, [self._values(r) for r in records])
+                conn.executemany(self._sql, rows)
+                if journal is not None:
+                    conn.execute(MARK_SQL, journal)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -131,6 +162,15 @@ class _InlineSqlite:
         except sqlite3.Error as exc:
             raise _store_error(self._sql, exc) from exc
         self.commits += 1
+
+    def forget(self, journal: str) -> None:
+        """Drop the copied offset of a journal deleted after its last copy (best effort)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("DELETE FROM call_journals WHERE name = ?", (journal,))
+
+    def wait_for_locks(self, busy_timeout_ms: int) -> None:
+        """From now on wait for the write lock (the last copy, when the writer closes)."""
+        self._conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
 
     def in_wal_mode(self) -> bool:
         mode = self._conn.execute("PRAGMA journal_mode").fetchone()
@@ -156,6 +196,13 @@ class _LoopWriter:
         self.queue: asyncio.Queue[list[_Entry]] = asyncio.Queue()
         self.task = loop.create_task(self._run(), name="roadworthy-call-writer")
         self.checkpointing = False
+        # journal mode (store/journal.py): rows answered for but not yet in ``calls``
+        self.journal: Journal | None = None
+        self.journals = journal_dir(owner.database) if owner.database else None
+        if owner.journal and self.inline is not None and self.journals is not None:
+            self.journal = Journal(self.journals, _FIELDS)
+        self.uncopied: list[tuple[list[Any], int]] = []  # a row, its end in the journal
+        self.copy_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
     def add(self, record: CallRecord) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self.loop.create_future()
@@ -169,6 +216,9 @@ class _LoopWriter:
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
+        if self.journal is not None and len(batch) < COMMIT_FROM:
+            self._journal(batch)
+            return
         assert self.inline is not None
         max_batch = self.owner.max_batch
         for start in range(0, len(batch), max_batch):
@@ -176,7 +226,9 @@ class _LoopWriter:
             try:
                 self.inline.write([record for record, _ in part])
             except _Busy:
-                if self.task.done():  # the writer was closed: nothing reads the queue
+                if self.journal is not None:
+                    self._journal(part)  # durable at once; the copy waits for the lock
+                elif self.task.done():  # the writer was closed: nothing reads the queue
                     _settle(part, RuntimeError("the call writer is closed"))
                 else:
                     self.queue.put_nowait(part)
@@ -185,8 +237,112 @@ class _LoopWriter:
                 _settle(part, exc)
                 continue
             _settle(part, None)
-            if self.inline.commits % CHECKPOINT_EVERY == 0:
-                self._checkpoint()
+            self._committed()
+
+    def _committed(self) -> None:
+        assert self.inline is not None
+        if self.inline.commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
+
+    def _journal(self, batch: list[_Entry]) -> None:
+        """Append the batch's rows to the journal, wake its callers, copy the rows later."""
+        assert self.inline is not None and self.journal is not None
+        rows: list[list[Any]] = []
+        accepted: list[_Entry] = []
+        for entry in batch:
+            row = self.inline.values(entry[0])
+            try:
+                self.inline.check(row)
+            except Exception as exc:
+                _settle([entry], exc)
+                continue
+            rows.append(row)
+            accepted.append(entry)
+        try:
+            ends = self.journal.append(rows)
+        except OSError as exc:
+            _settle(accepted, exc)  # not durable: the callers fail as on a failed commit
+            return
+        _settle(accepted, None)
+        self.uncopied.extend(zip(rows, ends, strict=True))
+        if len(self.uncopied) >= self.owner.max_batch:
+            self._schedule_copy(0.0)
+        elif self.copy_handle is None:
+            self._schedule_copy(COPY_AFTER_S)
+
+    def _schedule_copy(self, delay: float) -> None:
+        if self.copy_handle is not None:
+            self.copy_handle.cancel()
+        if delay:
+            self.copy_handle = self.loop.call_later(delay, self._copy)
+        else:
+            self.copy_handle = self.loop.call_soon(self._copy)
+
+    def _copy(self, wait: bool = False) -> None:
+        """Commit journaled rows to ``calls``, :data:`COPY_CHUNK` at a time.
+
+        One chunk per loop iteration, so that a copy never holds the loop for long; on a
+        taken lock or a failure the copy is retried later. The rows are safe in the
+        journal meanwhile, and a process that dies with rows uncopied leaves them to
+        :func:`~.journal.recover`. ``wait``: copy everything now, waiting for the write
+        lock, and raise what a commit raises (an explicit flush, or the last copy).
+        """
+        if self.copy_handle is not None:
+            self.copy_handle.cancel()
+        self.copy_handle = None
+        if self.inline is None or self.journal is None:
+            return
+        inline, journal = self.inline, self.journal
+        if wait:
+            inline.wait_for_locks(self.owner.busy_timeout_ms)
+        try:
+            while self.uncopied:
+                chunk = self.uncopied[:COPY_CHUNK]
+                inline.write_values([row for row, _ in chunk], (journal.name, chunk[-1][1]))
+                del self.uncopied[: len(chunk)]
+                self._committed()
+                if not wait:
+                    break
+        except _Busy:
+            self._schedule_copy(COPY_AFTER_S)
+            return
+        except Exception as exc:
+            self._schedule_copy(1.0)
+            if wait:
+                raise
+            log.warning("copying journaled call rows failed (retried): %s", exc)
+            return
+        finally:
+            if wait:
+                inline.wait_for_locks(0)
+        if self.uncopied:
+            self._schedule_copy(0.0)
+        elif journal.size >= ROTATE_BYTES and self.journals is not None:
+            self.journal = Journal(self.journals, _FIELDS)
+            journal.delete()
+            inline.forget(journal.name)
+
+    def close_journal(self) -> None:
+        """Copy what is left (waiting for the write lock if need be) and delete the journal.
+
+        If that fails the journal stays, unlocked, for the next process to recover.
+        """
+        journal = self.journal
+        if journal is None or self.inline is None:
+            return
+        try:
+            self._copy(wait=True)
+        except Exception as exc:
+            log.warning("call journal %s left for recovery: %s", journal.path, exc)
+            journal.release()
+        else:
+            journal.delete()
+            self.inline.forget(journal.name)
+        finally:
+            self.journal = None
+            if self.copy_handle is not None:
+                self.copy_handle.cancel()
+                self.copy_handle = None
 
     def _checkpoint(self) -> None:
         if self.checkpointing:
@@ -222,6 +378,26 @@ class _LoopWriter:
                 _settle(batch, None)
 
 
+def _copy_in_loop(loop: asyncio.AbstractEventLoop, writer: _LoopWriter, timeout: float) -> None:
+    """Run a waiting copy in ``loop`` (running in another thread) and wait for it."""
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            writer._copy(wait=True)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    loop.call_soon_threadsafe(copy)
+    if not done.wait(timeout):
+        raise TimeoutError(f"the call journal was not copied within {timeout:g} s")
+    if failure:
+        raise failure[0]
+
+
 def _settle(batch: list[_Entry], error: Exception | None) -> None:
     for _, waiter in batch:
         if waiter.done():
@@ -243,6 +419,12 @@ class CallWriter:
     the synchronous write, whose timing their cancellation and resume paths were built
     and tested around. ``inline=False`` sends every batch to the writer thread, as on
     PostgreSQL, whatever the store.
+
+    ``journal`` (the service's default, ``server.call_journal``) makes ``arecord`` return
+    once the row is appended to a journal file instead of committed; the rows are copied
+    into ``calls`` in bulk (:mod:`.journal`). It applies where rows commit in the loop (a
+    SQLite file in WAL mode); elsewhere ``arecord`` waits for the commit as before.
+    Creating a writer on a SQLite file recovers the journals of processes that ended.
     """
 
     def __init__(
@@ -252,13 +434,26 @@ class CallWriter:
         max_batch: int = 256,
         group_commit: bool = False,
         inline: bool = True,
+        journal: bool = False,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
         self.group_commit = group_commit
         self.inline = inline
+        self.journal = journal
+        self.busy_timeout_ms = 30_000  # the store's own (store._sqlite_pragmas)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rw-calls")
         self._loops: dict[asyncio.AbstractEventLoop, _LoopWriter] = {}
+        if self.database:
+            recover_journals(self.database, self.busy_timeout_ms)
+
+    @property
+    def database(self) -> str | None:
+        """The path of the SQLite file behind the store; None for other stores."""
+        url = self.store.engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return url.database
 
     def __call__(self, record: CallRecord) -> None:
         self.write([record])
@@ -274,14 +469,10 @@ class CallWriter:
         Only in WAL mode: in a rollback-journal mode a commit needs the exclusive lock
         (failing at once while anyone reads) and syncs the file, on the loop.
         """
-        url = self.store.engine.url
-        if (
-            not self.inline
-            or url.get_backend_name() != "sqlite"
-            or url.database in (None, "", ":memory:")
-        ):
+        database = self.database
+        if not self.inline or database is None:
             return None
-        inline = _InlineSqlite(self.store, url.database)
+        inline = _InlineSqlite(self.store, database)
         if not inline.in_wal_mode():
             inline.close()
             return None
@@ -295,7 +486,8 @@ class CallWriter:
     async def arecord(self, record: CallRecord) -> None:
         """Queue ``record``; return when the transaction holding it has committed.
 
-        If the caller is cancelled while waiting, the record is still written (the call
+        In journal mode: return when its row is in the journal (committed to ``calls``
+        within :data:`~.journal.COPY_AFTER_S`). If the caller is cancelled while waiting, the record is still written (the call
         it describes happened); only the wait is abandoned.
         """
         loop = asyncio.get_running_loop()
@@ -307,8 +499,37 @@ class CallWriter:
             writer = self._loops[loop] = _LoopWriter(self, loop)
         await writer.add(record)
 
+    def flush_journal(self, timeout: float = 30.0) -> None:
+        """Copy every journaled row into ``calls`` now, from any thread.
+
+        For readers that must see the calls already answered for (tests, an export
+        right after a load); the service itself never waits for it.
+        """
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, writer in list(self._loops.items()):
+            if writer.journal is None:
+                continue
+            if loop is running or not loop.is_running():  # nothing else touches it now
+                writer._copy(wait=True)
+            else:
+                _copy_in_loop(loop, writer, timeout)
+
+    def close_journal(self) -> None:
+        """Copy the running loop's journaled rows now and delete its journal.
+
+        The service calls it as it shuts down, in its loop, so that a clean stop leaves
+        every row in ``calls`` and no journal behind.
+        """
+        writer = self._loops.get(asyncio.get_running_loop())
+        if writer is not None:
+            writer.close_journal()
+
     def _drop(self, loop: asyncio.AbstractEventLoop) -> None:
         writer = self._loops.pop(loop)
+        writer.close_journal()
         if writer.inline is not None:
             writer.inline.close()
 
@@ -317,6 +538,7 @@ class CallWriter:
         for loop, writer in list(self._loops.items()):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(writer.task.cancel)
+            writer.close_journal()
             if writer.inline is not None:
                 writer.inline.close()
         self._loops.clear()

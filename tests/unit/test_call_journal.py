@@ -1,0 +1,354 @@
+"""The call journal: a row is durable in a file before its caller goes on, in ``calls`` soon
+after, and exactly once whatever process dies where.
+
+No test measures time: waits poll for an outcome with a generous bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from roadworthy.store import CallRecord, Store
+from roadworthy.store import journal as journal_module
+from roadworthy.store import writer as writer_module
+from roadworthy.store.journal import journal_dir, recover
+from roadworthy.store.writer import CallWriter
+
+
+def record(trace_id: str) -> CallRecord:
+    return CallRecord(trace_id=trace_id, provider="p", model="m", latency_ms=1.0, status="ok")
+
+
+def rows(db: Path) -> list[str]:
+    """Trace ids in ``calls`` as another connection sees them, duplicates kept."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return [row[0] for row in conn.execute("SELECT trace_id FROM calls ORDER BY id")]
+
+
+def marks(db: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return dict(conn.execute("SELECT name, copied_bytes FROM call_journals").fetchall())
+
+
+def journals(db: Path) -> list[Path]:
+    folder = journal_dir(str(db))
+    return sorted(folder.glob("*.jsonl")) if folder.exists() else []
+
+
+def journaled(path: Path) -> list[str]:
+    """Trace ids of the rows in a journal file."""
+    lines = path.read_bytes().splitlines()
+    fields = json.loads(lines[0])["fields"]
+    at = fields.index("trace_id")
+    return [json.loads(line)[at] for line in lines[1:]]
+
+
+async def until(check: object, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+async def test_a_caller_goes_on_once_its_row_is_journaled_and_the_row_follows(db: Path) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    for i in range(50):  # one at a time: a lightly loaded service
+        await writer.arecord(record(f"t{i}"))
+    (path,) = journals(db)
+    assert sorted(journaled(path)) == sorted(f"t{i}" for i in range(50))  # durable already
+    await until(lambda: len(rows(db)) == 50)  # copied in bulk, within COPY_AFTER_S
+    assert marks(db) == {path.name: path.stat().st_size}
+    writer.close()
+    assert sorted(rows(db)) == sorted(f"t{i}" for i in range(50))  # not copied twice
+    assert journals(db) == [] and marks(db) == {}
+    store.close()
+
+
+async def test_many_rows_are_copied_in_few_transactions(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    copies: list[int] = []
+    write_values = writer_module._InlineSqlite.write_values
+
+    def counting(
+        self: writer_module._InlineSqlite, values: list[list[object]], *args: object
+    ) -> None:
+        copies.append(len(values))
+        write_values(self, values, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", counting)
+    for i in range(40):  # one at a time, as a lightly loaded service finishes its calls
+        await writer.arecord(record(f"t{i}"))
+    await until(lambda: len(rows(db)) == 40)
+    assert len(copies) < 40 and sum(copies) == 40
+    writer.close()
+    store.close()
+
+
+async def test_calls_finishing_together_commit_at_once_instead(db: Path) -> None:
+    """Under load a loop iteration finishes many calls: one commit is cheaper for them."""
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    batch = [f"t{i}" for i in range(writer_module.COMMIT_FROM)]
+    await asyncio.gather(*(writer.arecord(record(trace)) for trace in batch))
+    assert rows(db) == batch  # committed before the callers went on
+    (path,) = journals(db)
+    assert journaled(path) == []
+    writer.close()
+    store.close()
+
+
+async def test_the_service_stopping_copies_every_row_and_removes_its_journal(db: Path) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    await writer.arecord(record("last"))
+    writer.close_journal()  # what the service's shutdown runs, in its loop
+    assert rows(db) == ["last"] and journals(db) == []
+    await writer.arecord(record("after"))  # a late call commits directly
+    assert rows(db) == ["last", "after"]
+    writer.close()
+    store.close()
+
+
+async def test_a_row_the_insert_would_refuse_fails_its_caller_not_the_copy(db: Path) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    bad = CallRecord(trace_id="t", provider=None, model="m", latency_ms=1.0, status="ok")  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        writer.arecord(bad), writer.arecord(record("good")), return_exceptions=True
+    )
+    assert isinstance(results[0], sa.exc.IntegrityError) and results[1] is None
+    await until(lambda: rows(db) == ["good"])
+    writer.close()
+    store.close()
+
+
+async def test_a_copy_that_finds_the_lock_taken_is_retried_without_blocking(db: Path) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        await writer.arecord(record("waits"))  # answered: the journal needs no lock
+        await asyncio.sleep(journal_module.COPY_AFTER_S * 4)  # copies find the lock taken
+        other.execute("COMMIT")
+    await until(lambda: rows(db) == ["waits"])
+    writer.close()
+    store.close()
+
+
+async def test_a_journaled_row_is_the_row_the_store_writes(db: Path) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    store = Store.open(f"sqlite:///{db}")
+    full = dict(
+        provider="openai",
+        model="gpt-4o-mini",
+        latency_ms=12.5,
+        status="ok",
+        attempt=2,
+        cost_usd=Decimal("0.0000123456"),
+        created_at=datetime(2026, 12, 4, 10, 0, 0, 123456, tzinfo=UTC),
+        usage_estimated=True,
+        cache_similarity=0.93,
+        error_message='it\'s \u00e9 \u2028 "quoted"',
+    )
+    CallWriter(store, inline=False)(CallRecord(trace_id="store", **full))  # type: ignore[arg-type]
+    writer = CallWriter(store, journal=True)
+    await writer.arecord(CallRecord(trace_id="journal", **full))  # type: ignore[arg-type]
+    writer.close()
+    query = "SELECT *, typeof(cost_usd), typeof(created_at), typeof(usage_estimated) FROM calls"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        found = {row[1]: row[2:] for row in conn.execute(query)}
+    assert found["journal"] == found["store"]
+    store.close()
+
+
+def test_recovery_copies_exactly_what_was_not_copied(db: Path) -> None:
+    """A journal left by a dead process: rows before its mark are in ``calls`` already,
+    a torn last line was never answered for; recovery adds the rest, once."""
+    Store.open(f"sqlite:///{db}").close()
+    folder = journal_dir(str(db))
+    folder.mkdir()
+    fields = ["trace_id", "provider", "model", "latency_ms", "status", "attempt",
+              "fallback_depth", "cache_outcome", "created_at"]  # fmt: skip
+
+    def line(trace: str) -> bytes:
+        values = [trace, "p", "m", 1.0, "ok", 1, 0, "miss", "2026-12-04 10:00:00.000000"]
+        return json.dumps(values).encode() + b"\n"
+
+    header = json.dumps({"fields": fields}).encode() + b"\n"
+    copied = header + line("a") + line("b")
+    path = folder / "999-dead.jsonl"
+    path.write_bytes(copied + line("c") + line("d") + b'["e", "p"')
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.executemany(journal_module.insert_sql(fields), [json.loads(line(t)) for t in "ab"])
+        conn.execute(journal_module.MARK_SQL, (path.name, len(copied)))
+    assert recover(str(db)) == 2
+    assert rows(db) == ["a", "b", "c", "d"]
+    assert not path.exists() and marks(db) == {}
+    assert recover(str(db)) == 0
+
+
+def test_a_journal_whose_process_lives_is_left_to_it(db: Path) -> None:
+    Store.open(f"sqlite:///{db}").close()
+    folder = journal_dir(str(db))
+    folder.mkdir()
+    path = folder / "1-live.jsonl"
+    path.write_bytes(json.dumps({"fields": ["trace_id"]}).encode() + b'\n["x"]\n')
+    with open(path, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert recover(str(db)) == 0
+        assert path.exists()
+
+
+async def test_a_full_journal_is_replaced_once_copied(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "ROTATE_BYTES", 2_000)
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    names: set[str] = set()
+    for i in range(30):
+        await writer.arecord(record(f"t{i}"))
+        names.update(p.name for p in journals(db))
+        await until(lambda i=i: len(rows(db)) == i + 1)
+    assert len(names) > 1  # rotated at least once
+    assert len(journals(db)) == 1 and set(marks(db)) <= {journals(db)[0].name}
+    writer.close()
+    assert sorted(rows(db)) == sorted(f"t{i}" for i in range(30))
+    store.close()
+
+
+def test_a_killed_service_loses_no_answered_call_and_duplicates_none(db: Path) -> None:
+    """SIGKILL a journaling process mid-stream; the next writer on the database recovers.
+
+    The child records calls from 3 tasks forever (fewer than make a commit worth it, and
+    copies slowed down, so that rows wait in the journal), printing ``Q id`` before and ``A id`` after each ``arecord``.
+    """
+    Store.open(f"sqlite:///{db}").close()
+    child = textwrap.dedent(
+        f"""
+        import asyncio, time
+        from roadworthy.store import CallRecord, Store
+        from roadworthy.store import writer as module
+        from roadworthy.store.writer import CallWriter
+
+        writer = CallWriter(Store.open({f"sqlite:///{db}"!r}), journal=True)
+        write_values = module._InlineSqlite.write_values
+
+        def slow(self, *args):
+            time.sleep(0.005)
+            write_values(self, *args)
+
+        module._InlineSqlite.write_values = slow
+
+        async def producer(n):
+            i = 0
+            while True:
+                trace = f"{{n}}-{{i}}"
+                i += 1
+                print("Q", trace, flush=True)
+                await writer.arecord(
+                    CallRecord(trace_id=trace, provider="p", model="m", latency_ms=1.0,
+                               status="ok"))
+                print("A", trace, flush=True)
+
+        async def main():
+            await asyncio.gather(*(producer(n) for n in range(3)))
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert proc.stdout is not None
+    acked: set[str] = set()
+    try:
+        for line in proc.stdout:
+            kind, trace = line.split()
+            if kind == "A":
+                acked.add(trace)
+            if len(acked) >= 2000:
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            pytest.fail(f"child exited early with {proc.wait()}")
+        rest = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    for line in rest.split("\n")[:-1]:
+        kind, trace = line.split()
+        if kind == "A":
+            acked.add(trace)
+    before = set(rows(db))
+    (left,) = journals(db)
+    assert set(journaled(left)) - before, "every row was copied at the kill; proved nothing"
+    store = Store.open(f"sqlite:///{db}")
+    CallWriter(store).close()  # any writer on the database recovers what the dead one left
+    after = rows(db)
+    assert acked <= set(after), f"answered but lost: {sorted(acked - set(after))[:5]}"
+    assert len(after) == len(set(after)), "a row was copied twice"
+    assert journals(db) == [] and marks(db) == {}
+    store.close()
+
+
+def test_two_recoverers_at_once_copy_each_row_once(db: Path) -> None:
+    Store.open(f"sqlite:///{db}").close()
+    folder = journal_dir(str(db))
+    folder.mkdir()
+    fields = ["trace_id", "provider", "model", "latency_ms", "status", "attempt",
+              "fallback_depth", "cache_outcome", "created_at"]  # fmt: skip
+    header = json.dumps({"fields": fields}).encode() + b"\n"
+    for n in range(4):
+        lines = [json.dumps([f"{n}-{i}", "p", "m", 1.0, "ok", 1, 0, "miss", "2026"]) + "\n"
+                 for i in range(500)]  # fmt: skip
+        (folder / f"{n}-dead.jsonl").write_bytes(header + "".join(lines).encode())
+    script = f"from roadworthy.store.journal import recover; print(recover({str(db)!r}))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    counts = [int(p.communicate()[0]) for p in procs]
+    assert sum(counts) == 2000
+    found = rows(db)
+    assert len(found) == len(set(found)) == 2000
+    assert os.listdir(folder) == []
+
+
+def test_a_journal_that_names_other_columns_is_left_alone(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Field names go into the insert's SQL, so only columns of ``calls`` pass."""
+    Store.open(f"sqlite:///{db}").close()
+    folder = journal_dir(str(db))
+    folder.mkdir()
+    path = folder / "7-odd.jsonl"
+    path.write_bytes(b'{"fields": ["trace_id) VALUES (1); DROP TABLE calls; --"]}\n["x"]\n')
+    assert recover(str(db)) == 0
+    assert path.exists() and rows(db) == []
+    assert "could not be recovered" in caplog.text
