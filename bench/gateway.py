@@ -35,8 +35,8 @@ Added latency is the gateway's percentile minus the direct percentile at the sam
 For each gateway the bench also reads the CPU time (user + system, from ``/proc``) it
 spent per answer during a load: on shared cores, where requests/s moves with whatever
 else runs, that is the steadier measure of what a request costs.
-After each roadworthy load the bench counts ``calls`` rows: every 2xx answer must have
-its row (rows can exceed answers by the requests in flight when wrk stops; the open-loop
+After each roadworthy load the bench counts ``calls`` rows (once the call journal is
+copied into the table, store/journal.py): every 2xx answer must have its row (rows can exceed answers by the requests in flight when wrk stops; the open-loop
 generator waits for its in-flight requests, so there the counts must be equal).
 
 Run from the project root: ``python bench/gateway.py --litellm PATH`` (full: 20 s per
@@ -324,8 +324,15 @@ class Target:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def calls(self) -> int | None:
+        """``calls`` rows, once the service's call journal is copied (store/journal.py)."""
         if self.store is None:
             return None
+        from roadworthy.store.journal import backlog
+
+        for _ in range(1000):  # rows reach the table within 50 ms of their answer
+            if backlog(str(self.store)) == 0:
+                break
+            time.sleep(0.01)
         with contextlib.closing(sqlite3.connect(self.store, timeout=30)) as conn:
             return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
 

@@ -352,3 +352,16 @@ def test_a_journal_that_names_other_columns_is_left_alone(
     assert recover(str(db)) == 0
     assert path.exists() and rows(db) == []
     assert "could not be recovered" in caplog.text
+
+
+async def test_without_a_writable_journal_folder_calls_commit_as_before(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    journal_dir(str(db)).write_text("a file where the folder would go")
+    writer = CallWriter(store, journal=True)
+    await writer.arecord(record("committed"))
+    assert rows(db) == ["committed"]  # before the caller went on
+    assert "no call journal" in caplog.text
+    writer.close()
+    store.close()

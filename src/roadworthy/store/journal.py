@@ -168,7 +168,7 @@ def recover(database: str, busy_timeout_ms: int = 30_000) -> int:
     directory = journal_dir(database)
     try:
         names = sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except OSError:  # no journal folder (the usual case), or something else in its place
         return 0
     copied = 0
     for name in names:

@@ -200,7 +200,10 @@ class _LoopWriter:
         self.journal: Journal | None = None
         self.journals = journal_dir(owner.database) if owner.database else None
         if owner.journal and self.inline is not None and self.journals is not None:
-            self.journal = Journal(self.journals, _FIELDS)
+            try:
+                self.journal = Journal(self.journals, _FIELDS)
+            except OSError as exc:  # a folder we may not write: commits work without it
+                log.warning("no call journal (%s); each call commits its own row", exc)
         self.uncopied: list[tuple[list[Any], int]] = []  # a row, its end in the journal
         self.copy_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
