@@ -22,7 +22,8 @@ Loads, per upstream delay:
   requests/s, the figure the throughput ratio is taken from;
 * ``c1``: wrk, one connection, closed loop: added latency with no queueing;
 * ``rate=R``: fixed offered rates from this script's open-loop generator (wrk has no
-  fixed-rate mode): requests are scheduled every 1/R s whatever the answers do, and
+  fixed-rate mode): requests are scheduled every 1/R s whatever the answers do (paced by
+  a thread with sub-millisecond sleeps, not the event loop's 1 ms timers), and
   latency is counted from the scheduled time, so a gateway that falls behind shows its
   queueing instead of hiding it (no coordinated omission). The rates are 48/s (the
   issue's LiteLLM figure), a quarter and half of roadworthy's own ``max`` (the issue's
@@ -59,6 +60,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -247,18 +249,31 @@ async def _open_loop(
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
     await asyncio.sleep(0.2)  # connections open before the clock starts
+    loop = asyncio.get_running_loop()
     start = time.perf_counter()
     total = int(rate * seconds)
-    for index in range(total):
-        scheduled = start + index / rate
-        wait = scheduled - time.perf_counter()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        due.put_nowait(scheduled)
-    sent_by = time.perf_counter()
-    for _ in workers:
-        due.put_nowait(None)
+    sent_by = start
+
+    def pace() -> None:
+        # A thread of its own: the event loop's timers have 1 ms granularity (uvloop's as
+        # libuv's, asyncio's through epoll), so pacing with asyncio.sleep sent requests in
+        # bursts at each millisecond instead of one every 1/R s; time.sleep keeps to tens
+        # of microseconds.
+        nonlocal sent_by
+        for index in range(total):
+            scheduled = start + index / rate
+            wait = scheduled - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            loop.call_soon_threadsafe(due.put_nowait, scheduled)
+        sent_by = time.perf_counter()
+        for _ in workers:
+            loop.call_soon_threadsafe(due.put_nowait, None)
+
+    pacer = threading.Thread(target=pace, name="pacer", daemon=True)
+    pacer.start()
     await asyncio.gather(*workers)
+    pacer.join()
     elapsed = time.perf_counter() - start
     ordered = sorted(latencies)
 

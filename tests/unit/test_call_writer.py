@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -313,7 +315,8 @@ async def test_the_loop_connection_leaves_checkpoints_to_the_thread(
     checkpoint = writer.checkpoint
 
     def counting() -> None:
-        checkpoints.append(1)
+        # at the lowest priority: a checkpoint must not take the core from the service
+        checkpoints.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         checkpoint()
 
     writer.checkpoint = counting  # type: ignore[method-assign]
@@ -325,7 +328,7 @@ async def test_the_loop_connection_leaves_checkpoints_to_the_thread(
         while loop_writer.checkpointing:  # one at a time; let this one finish
             await asyncio.sleep(0.001)
     writer.close()
-    assert len(checkpoints) == 2  # after the 4th and the 8th commit
+    assert checkpoints == [19, 19]  # after the 4th and the 8th commit
     assert len(committed(db)) == 8
     store.close()
 
@@ -361,3 +364,17 @@ def test_a_database_not_in_wal_mode_commits_on_the_thread(db: Path) -> None:
     assert committed(db) == {"thread"}
     writer.close()
     store.close()
+
+
+def test_trace_ids_are_ordered_by_time_and_unique() -> None:
+    """Ordered ids append to the ledger's trace index instead of dirtying a random page."""
+    import time
+
+    from roadworthy.store import new_trace_id
+
+    first = [new_trace_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_trace_id()
+    assert all(len(t) == 32 and int(t, 16) >= 0 for t in first)
+    assert len(set(first)) == 1000
+    assert max(first) < later  # a later millisecond sorts after

@@ -30,7 +30,7 @@ from ..prompts import parse_ref
 from ..prompts.registry import estimate_tokens
 from ..providers.base import Usage
 from ..providers.pricing import Price, call_cost
-from ..store.store import now
+from ..store.store import new_trace_id, now
 from ..store.tables import calls, eval_cache, eval_results, eval_runs
 from .datasets import Example
 from .judges import JudgeModel
@@ -275,7 +275,7 @@ class EvalRunner:
         return cost, tin, tout
 
     async def _produce(self, example: Example, run_id: str) -> Output:
-        trace_id = uuid.uuid4().hex
+        trace_id = new_trace_id()
         ctx = GenerateContext(
             trace_id=trace_id, item_id=None, run_id=run_id, pipeline=f"eval:{self.suite.name}"
         )

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +38,7 @@ from ..pipeline.workspace import Workspace
 from ..prompts import PromptRenderError, render_messages
 from ..providers.base import Completion, CompletionRequest, Message, ResponseFormat
 from ..providers.streaming import StreamSink, streaming
+from ..store import new_trace_id
 from .errors import ApiError, from_exception
 
 __all__ = [
@@ -201,7 +201,7 @@ def build_request(
     workspace: Workspace, request: ChatRequest, prompt_header: str | None
 ) -> tuple[CompletionRequest, CallContext]:
     """The provider-neutral request and its ledger context (prompt id, version, label)."""
-    trace_id = uuid.uuid4().hex  # 32 characters, the ledger column's width
+    trace_id = new_trace_id()
     ext = request.roadworthy or RoadworthyExtension()
     prompt_ref = ext.prompt or prompt_header
     messages = _messages(request)

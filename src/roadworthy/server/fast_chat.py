@@ -29,7 +29,6 @@ import json
 import math
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +40,7 @@ from ..models.context import CallContext
 from ..models.router import Router
 from ..providers.base import CompletionRequest, ResponseFormat
 from ..providers.base import Message as ChatTurn
+from ..store import new_trace_id
 from .chat import call_stack, completion_body, resolve_route
 from .errors import ApiError, body_too_large
 
@@ -275,7 +275,7 @@ class LeanChat:
             router = resolve_route(self.gateway.workspace, body["model"])
         except ApiError:
             return None
-        context = CallContext(trace_id=uuid.uuid4().hex, step="chat")  # as chat.build_request
+        context = CallContext(trace_id=new_trace_id(), step="chat")  # as chat.build_request
         return _Plan(body["model"], router, request, context, key, seconds)
 
     async def _answer(self, plan: _Plan, started: float, send: Send) -> None:
