@@ -248,3 +248,57 @@ def copied(source: Store | Workspace, timeout: float = 10.0) -> Store:
             return source
         time.sleep(0.01)
     raise AssertionError(f"the call journal was not copied within {timeout:g} s")
+
+
+def record_until_killed(setup: str, producers: int, kill_after: int) -> tuple[set[str], set[str]]:
+    """SIGKILL a child recording calls once it acknowledged ``kill_after`` of them.
+
+    ``setup`` is the child's code up to a ``writer`` (a CallWriter, slowed down as the
+    test needs); ``producers`` tasks then record calls forever, each printing ``Q id``
+    before ``arecord`` and ``A id`` once it returned (where a service would answer).
+    Returns the ids queued and the ids acknowledged before the kill landed.
+    """
+    child = textwrap.dedent(setup) + textwrap.dedent(
+        f"""
+        import asyncio
+        from roadworthy.store import CallRecord
+
+        async def producer(n):
+            i = 0
+            while True:
+                trace = f"{{n}}-{{i}}"
+                i += 1
+                print("Q", trace, flush=True)
+                await writer.arecord(
+                    CallRecord(trace_id=trace, provider="p", model="m", latency_ms=1.0,
+                               status="ok"))
+                print("A", trace, flush=True)
+
+        async def main():
+            await asyncio.gather(*(producer(n) for n in range({producers})))
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert proc.stdout is not None
+    seen: dict[str, set[str]] = {"Q": set(), "A": set()}
+    try:
+        for line in proc.stdout:
+            kind, trace = line.split()
+            seen[kind].add(trace)
+            if len(seen["A"]) >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            pytest.fail(f"child exited early with {proc.wait()}")
+        rest = proc.stdout.read()  # lines printed before the kill landed
+    finally:
+        proc.kill()
+        proc.wait()
+    for line in rest.split("\n")[:-1]:  # the last piece may be a line the kill cut short
+        kind, trace = line.split()
+        seen[kind].add(trace)
+    return seen["Q"], seen["A"]

@@ -11,11 +11,9 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,8 @@ from roadworthy.store import journal as journal_module
 from roadworthy.store import writer as writer_module
 from roadworthy.store.journal import journal_dir, recover
 from roadworthy.store.writer import CallWriter
+
+from ..conftest import record_until_killed
 
 
 def record(trace_id: str) -> CallRecord:
@@ -158,34 +158,6 @@ async def test_a_copy_that_finds_the_lock_taken_is_retried_without_blocking(db: 
     store.close()
 
 
-async def test_a_journaled_row_is_the_row_the_store_writes(db: Path) -> None:
-    from datetime import UTC, datetime
-    from decimal import Decimal
-
-    store = Store.open(f"sqlite:///{db}")
-    full = dict(
-        provider="openai",
-        model="gpt-4o-mini",
-        latency_ms=12.5,
-        status="ok",
-        attempt=2,
-        cost_usd=Decimal("0.0000123456"),
-        created_at=datetime(2026, 12, 4, 10, 0, 0, 123456, tzinfo=UTC),
-        usage_estimated=True,
-        cache_similarity=0.93,
-        error_message='it\'s \u00e9 \u2028 "quoted"',
-    )
-    CallWriter(store, inline=False)(CallRecord(trace_id="store", **full))  # type: ignore[arg-type]
-    writer = CallWriter(store, journal=True)
-    await writer.arecord(CallRecord(trace_id="journal", **full))  # type: ignore[arg-type]
-    writer.close()
-    query = "SELECT *, typeof(cost_usd), typeof(created_at), typeof(usage_estimated) FROM calls"
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        found = {row[1]: row[2:] for row in conn.execute(query)}
-    assert found["journal"] == found["store"]
-    store.close()
-
-
 def test_recovery_copies_exactly_what_was_not_copied(db: Path) -> None:
     """A journal left by a dead process: rows before its mark are in ``calls`` already,
     a torn last line was never answered for; recovery adds the rest, once."""
@@ -249,10 +221,9 @@ def test_a_killed_service_loses_no_answered_call_and_duplicates_none(db: Path) -
     copies slowed down, so that rows wait in the journal), printing ``Q id`` before and ``A id`` after each ``arecord``.
     """
     Store.open(f"sqlite:///{db}").close()
-    child = textwrap.dedent(
-        f"""
-        import asyncio, time
-        from roadworthy.store import CallRecord, Store
+    setup = f"""
+        import time
+        from roadworthy.store import Store
         from roadworthy.store import writer as module
         from roadworthy.store.writer import CallWriter
 
@@ -264,47 +235,8 @@ def test_a_killed_service_loses_no_answered_call_and_duplicates_none(db: Path) -
             write_values(self, *args)
 
         module._InlineSqlite.write_values = slow
-
-        async def producer(n):
-            i = 0
-            while True:
-                trace = f"{{n}}-{{i}}"
-                i += 1
-                print("Q", trace, flush=True)
-                await writer.arecord(
-                    CallRecord(trace_id=trace, provider="p", model="m", latency_ms=1.0,
-                               status="ok"))
-                print("A", trace, flush=True)
-
-        async def main():
-            await asyncio.gather(*(producer(n) for n in range(3)))
-
-        asyncio.run(main())
         """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    assert proc.stdout is not None
-    acked: set[str] = set()
-    try:
-        for line in proc.stdout:
-            kind, trace = line.split()
-            if kind == "A":
-                acked.add(trace)
-            if len(acked) >= 2000:
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail(f"child exited early with {proc.wait()}")
-        rest = proc.stdout.read()
-    finally:
-        proc.kill()
-        proc.wait()
-    for line in rest.split("\n")[:-1]:
-        kind, trace = line.split()
-        if kind == "A":
-            acked.add(trace)
+    _, acked = record_until_killed(setup, producers=3, kill_after=2000)
     before = set(rows(db))
     (left,) = journals(db)
     assert set(journaled(left)) - before, "every row was copied at the kill; proved nothing"

@@ -9,11 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -25,6 +21,8 @@ from roadworthy.providers.base import CompletionRequest, Message
 from roadworthy.store import CallRecord, Store
 from roadworthy.store import writer as writer_module
 from roadworthy.store.writer import CallWriter
+
+from ..conftest import record_until_killed
 
 # Both ways a batch commits: in the event loop (a SQLite file, the lock free) and on the
 # writer thread (PostgreSQL, or a SQLite write lock held elsewhere).
@@ -154,10 +152,9 @@ def test_writer_killed_with_a_queue_loses_no_acknowledged_record(db: Path, inlin
     ``A id`` once ``arecord`` returned (the point where a service would answer).
     """
     Store.open(f"sqlite:///{db}").close()
-    child = textwrap.dedent(
-        f"""
-        import asyncio, sys, time
-        from roadworthy.store import CallRecord, Store
+    setup = f"""
+        import time
+        from roadworthy.store import Store
         from roadworthy.store import writer as module
         from roadworthy.store.writer import CallWriter
 
@@ -175,46 +172,8 @@ def test_writer_killed_with_a_queue_loses_no_acknowledged_record(db: Path, inlin
 
         writer.write = slow
         module._InlineSqlite.write = slow_inline
-
-        async def producer(n):
-            i = 0
-            while True:
-                trace = f"{{n}}-{{i}}"
-                i += 1
-                print("Q", trace, flush=True)
-                await writer.arecord(
-                    CallRecord(trace_id=trace, provider="p", model="m", latency_ms=1.0,
-                               status="ok"))
-                print("A", trace, flush=True)
-
-        async def main():
-            await asyncio.gather(*(producer(n) for n in range(32)))
-
-        asyncio.run(main())
         """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    assert proc.stdout is not None
-    queued: set[str] = set()
-    acked: set[str] = set()
-    try:
-        for line in proc.stdout:
-            kind, trace = line.split()
-            (acked if kind == "A" else queued).add(trace)
-            if len(acked) >= 300:
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail(f"child exited early with {proc.wait()}")
-        rest = proc.stdout.read()  # lines printed before the kill landed
-    finally:
-        proc.kill()
-        proc.wait()
-    for line in rest.split("\n")[:-1]:  # the last piece may be a line the kill cut short
-        kind, trace = line.split()
-        (acked if kind == "A" else queued).add(trace)
+    queued, acked = record_until_killed(setup, producers=32, kill_after=300)
     rows = committed(db)
     assert acked <= rows, f"acknowledged but lost: {sorted(acked - rows)[:5]}"
     assert queued - acked, "the queue was empty at the kill; the test proved nothing"
@@ -286,11 +245,14 @@ async def test_a_row_written_in_the_loop_is_the_row_the_store_writes(db: Path) -
         created_at=datetime(2026, 12, 4, 10, 0, 0, 123456, tzinfo=UTC),
         usage_estimated=True,
         cache_similarity=0.93,
-        error_message="it's \u00e9",
+        error_message='it\'s \u00e9 \u2028 "quoted"',
     )
     CallWriter(store, inline=False)(CallRecord(trace_id="thread", **full))  # type: ignore[arg-type]
     writer = CallWriter(store)
     await writer.arecord(CallRecord(trace_id="loop", **full))  # type: ignore[arg-type]
+    journaling = CallWriter(store, journal=True)  # through the call journal's JSON
+    await journaling.arecord(CallRecord(trace_id="journal", **full))  # type: ignore[arg-type]
+    journaling.close()
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = {row[1]: row[2:] for row in conn.execute("SELECT * FROM calls")}
         types = {
@@ -300,8 +262,8 @@ async def test_a_row_written_in_the_loop_is_the_row_the_store_writes(db: Path) -
                 "FROM calls"
             )
         }
-    assert rows["loop"] == rows["thread"]
-    assert types["loop"] == types["thread"]
+    assert rows["loop"] == rows["thread"] == rows["journal"]
+    assert types["loop"] == types["thread"] == types["journal"]
     writer.close()
     store.close()
 
