@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -86,11 +87,15 @@ async def test_openai_batch_with_failures_resubmitted(store: Store) -> None:
         creates = [r for r in server.requests if r["path"] == "/v1/batches"]
         assert [u["json"]["purpose"] for u in uploads] == ["batch", "batch"]
         assert header(uploads[0], "authorization") == f"Bearer {KEY}"
+        token = creates[0]["json"]["metadata"]["roadworthy_submission"]
         assert creates[0]["json"] == {
             "input_file_id": uploads[0]["file"],
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
+            "metadata": {"roadworthy_submission": token},  # to find it if the answer is lost
         }
+        assert re.fullmatch("[0-9a-f]{32}", token)
+        assert creates[1]["json"]["metadata"]["roadworthy_submission"] != token
         lines = jsonl(server, uploads[0]["file"])
         assert [line["custom_id"] for line in lines] == [f"item-{i}" for i in range(4)]
         assert lines[0] == {
@@ -216,6 +221,30 @@ async def test_anthropic_batch_end_to_end(store: Store) -> None:
     ok = next(r for r in rows if r["status"] == "ok")
     full = call_cost(Usage(12, 3), builtin_price("claude-3-5-haiku"))
     assert full is not None and Decimal(ok["cost_usd"]) == full / 2
+
+
+async def test_a_create_whose_answer_is_lost_is_found_not_sent_twice() -> None:
+    """The provider created the batch but the answer never came (a 504): the batch is
+    looked up by its token and polled; the requests are not sent (and billed) again."""
+    with FaultServer() as server:
+        server.lose_created = 1
+        provider = OpenAIProvider(base_url=server.url + "/v1", api_key=KEY)
+        report = await run_batch_report([("a", req(1)), ("b", req(2))], provider, sleep=no_sleep)
+        await provider.aclose()
+        assert len(server.batches) == 1 and server.lose_created == 0
+    assert all(isinstance(o, Completion) for o in report.outcomes.values())
+    assert report.resubmitted == {}
+
+
+async def test_a_create_refused_is_not_looked_for() -> None:
+    with FaultServer() as server:
+        # the upload, the create refused, and a fault a lookup would have taken
+        server.push_control(Fault.ok(), Fault.status(400), Fault.status(500))
+        provider = OpenAIProvider(base_url=server.url + "/v1", api_key=KEY)
+        report = await run_batch_report([("a", req(1))], provider, sleep=no_sleep)
+        await provider.aclose()
+        assert server.batches == {} and len(server.control_faults) == 1
+    assert isinstance(report.outcomes["a"], errors.BadRequest)
 
 
 async def test_transient_failures_of_the_batch_endpoints_themselves() -> None:

@@ -235,8 +235,8 @@ def test_a_killed_batch_run_resumes_without_paying_twice(tmp_path: Path) -> None
             for _ in range(6000):  # wait for the batch row (event polling, not timing)
                 if server.batches and db.exists():
                     store = store_of(root)
-                    try:
-                        if batch_rows(store):
+                    try:  # its create answered: killed while it polls
+                        if [r for r in batch_rows(store) if r["status"] == "submitted"]:
                             break
                     finally:
                         store.close()
@@ -387,6 +387,61 @@ async def test_resume_admits_lines_a_dead_process_never_reached(tmp_path: Path) 
             again = await BatchPath(workspace, pipe, sleep=no_sleep).resume(run_id)
             assert (again.admitted, again.submitted, again.resumed) == (0, 0, 0)
             assert len(server.batches) == 1 and len(store.items_for_run(run_id)) == 3
+        finally:
+            await workspace.aclose()
+            workspace.store.close()
+
+
+class Died(BaseException):
+    """The process stopping dead at a chosen point (nothing after it runs)."""
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_run_that_died_before_hearing_its_batch_was_accepted(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider accepted the batch, the process died before writing so: the resume
+    finds the batch by the token it was created with instead of paying for it twice
+    (OpenAI keeps metadata); where a provider keeps none (Anthropic) it says so."""
+    from roadworthy.config import load_project
+    from roadworthy.jobs.batch_run import BatchPath
+    from roadworthy.pipeline import Workspace
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    source = tmp_path / "in.jsonl"
+    raw = [json.dumps({"id": str(i), "text": f"ticket {i}"}).encode() for i in range(1, 4)]
+    source.write_bytes(b"\n".join(raw) + b"\n")
+    with FaultServer([answer("technical") for _ in range(6)]) as server:
+        root = project(tmp_path, server, kind=kind)
+        workspace = Workspace(load_project(root))
+        try:
+            pipe = workspace.pipeline("triage")
+            store = workspace.store
+            run_id = store.start_run("triage", str(source.resolve()), {"path": "batch"})
+
+            def die(*_: object) -> None:
+                raise Died
+
+            with monkeypatch.context() as patch:
+                patch.setattr(BatchPath, "_record", die)
+                with pytest.raises(Died):
+                    await BatchPath(workspace, pipe, sleep=no_sleep).run(
+                        run_id, enumerate(raw, 1), finish=False
+                    )
+            (row,) = batch_rows(store)
+            assert row["status"] == "submitting" and len(server.batches) == 1
+            outcome = await BatchPath(workspace, pipe, sleep=no_sleep).resume(run_id)
+            rows = store.items_for_run(run_id)
+            assert [(r["line_no"], r["status"]) for r in rows] == [(i, "done") for i in (1, 2, 3)]
+            if kind == "openai":
+                assert len(server.batches) == 1  # found and polled, not sent again
+                assert (outcome.submitted, outcome.resumed) == (0, 1)
+                assert [r["status"] for r in batch_rows(store)] == ["collected"]
+            else:
+                assert len(server.batches) == 2  # nothing to find it by: sent again
+                assert "may run twice" in caplog.text
         finally:
             await workspace.aclose()
             workspace.store.close()

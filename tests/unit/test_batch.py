@@ -206,7 +206,9 @@ class MemoryBackend:
     def encode(self, custom_id: str, request: CompletionRequest) -> bytes:
         return custom_id.encode() + b"\n"
 
-    async def submit(self, entries: Sequence[tuple[str, bytes]], *, round: int) -> BatchSubmission:
+    async def submit(
+        self, entries: Sequence[tuple[str, bytes]], *, round: int, token: str | None = None
+    ) -> BatchSubmission:
         ids = tuple(cid for cid, _ in entries)
         self.submitted.append(ids)
         return BatchSubmission(self.name, f"b{len(self.submitted)}", ids, round)

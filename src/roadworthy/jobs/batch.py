@@ -109,6 +109,9 @@ class BatchSubmission:
     custom_ids: tuple[str, ...]
     round: int = 1  # 1 for the first submission, 2 for the first resubmission, ...
     input_file_id: str | None = None
+    # Ours, sent with the create where the API keeps metadata, so that a batch whose
+    # create answer was lost (a timeout, a crash) can be found again (BatchBackend.find).
+    token: str | None = None
 
     @classmethod
     def from_created(
@@ -118,12 +121,13 @@ class BatchSubmission:
         custom_ids: tuple[str, ...],
         round: int,
         input_file_id: str | None = None,
+        token: str | None = None,
     ) -> BatchSubmission:
         """The submission a provider's create response describes; no id is malformed."""
         batch_id = created.get("id")
         if not isinstance(batch_id, str):
             raise MalformedResponse(f"{provider} batch create returned no id", provider=provider)
-        return cls(provider, batch_id, custom_ids, round, input_file_id)
+        return cls(provider, batch_id, custom_ids, round, input_file_id, token)
 
 
 @dataclass(frozen=True)
@@ -173,13 +177,19 @@ class BatchReport:
 class BatchHooks:
     """Callbacks for a caller that persists batch state; each runs before the next step.
 
-    ``submitted`` hears of a batch as soon as the provider accepted it (before the first
-    poll), ``fetched`` of a batch whose outcomes are known (results downloaded, or the
-    whole batch failed or was given up on).
+    ``submitting`` hears of a batch about to be created (its token, custom ids and round),
+    before the create is sent: a process that dies before it hears the answer can then
+    look for the batch instead of paying for it twice. ``submitted`` hears of a batch as
+    soon as the provider accepted it (before the first poll; the same token),
+    ``abandoned`` of a token whose create the provider did not accept, ``fetched`` of a
+    batch whose outcomes are known (results downloaded, or the whole batch failed or was
+    given up on).
     """
 
     submitted: Callable[[BatchSubmission], None] | None = None
     fetched: Callable[[BatchResult], None] | None = None
+    submitting: Callable[[str, tuple[str, ...], int], None] | None = None
+    abandoned: Callable[[str], None] | None = None
 
 
 class BatchBackend(Protocol):
@@ -194,8 +204,15 @@ class BatchBackend(Protocol):
         ...
 
     async def submit(
-        self, entries: Sequence[tuple[str, bytes]], *, round: int
+        self, entries: Sequence[tuple[str, bytes]], *, round: int, token: str | None = None
     ) -> BatchSubmission: ...
+
+    async def find(
+        self, token: str, custom_ids: tuple[str, ...], round: int
+    ) -> BatchSubmission | None:
+        """The batch created with ``token``, if the provider has one; None if not (or if
+        its API keeps nothing to find a batch by)."""
+        ...
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll: ...
 
@@ -291,6 +308,15 @@ class HttpBatchBackend:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await self.provider.complete(request)
+
+    # whether find() can look a batch up by its token (an API that keeps metadata)
+    searchable = False
+
+    async def find(
+        self, token: str, custom_ids: tuple[str, ...], round: int
+    ) -> BatchSubmission | None:
+        """None: an API that keeps no metadata on a batch gives nothing to find it by."""
+        return None
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -472,9 +498,15 @@ async def _run_round(
         ledger.record(cid, by_id[cid], error, None, round_no, 0.0)
     running: list[BatchSubmission] = list(adopt)
     for chunk in planned:
+        token = uuid.uuid4().hex
+        cids = tuple(cid for cid, _ in chunk)
+        if hooks.submitting is not None:
+            hooks.submitting(token, cids, round_no)
         try:
-            submission = await backend.submit(chunk, round=round_no)
+            submission = await backend.submit(chunk, round=round_no, token=token)
         except ProviderError as exc:
+            if hooks.abandoned is not None:
+                hooks.abandoned(token)
             for cid, _ in chunk:
                 outcomes[cid] = exc
                 ledger.record(cid, by_id[cid], exc, None, round_no, 0.0)

@@ -65,13 +65,17 @@ class AnthropicBatch(HttpBatchBackend):
         # The trailing comma stands for the separator in the request body, so sizes add up.
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b","
 
-    async def submit(self, entries: Sequence[tuple[str, bytes]], *, round: int) -> BatchSubmission:
+    async def submit(
+        self, entries: Sequence[tuple[str, bytes]], *, round: int, token: str | None = None
+    ) -> BatchSubmission:
         body = b'{"requests":[' + b"".join(line for _, line in entries)[:-1] + b"]}"
         created = await self.send_json(
             "POST", _PATH, content=body, headers={"content-type": "application/json"}
         )
+        # Message Batches keep no metadata: the token stays ours, and a create whose
+        # answer was lost cannot be found again (BatchBackend.find answers None).
         return BatchSubmission.from_created(
-            self.name, created, tuple(cid for cid, _ in entries), round
+            self.name, created, tuple(cid for cid, _ in entries), round, token=token
         )
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll:

@@ -12,6 +12,7 @@ requests and 200 MB per input file, one model per file.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,10 +31,16 @@ from .batch import (
 
 __all__ = ["OPENAI_LIMITS", "OpenAIBatch"]
 
+log = logging.getLogger(__name__)
+
 # Decimal megabytes: the headroom to 200 MiB covers the multipart envelope of the upload.
 OPENAI_LIMITS = BatchLimits(max_requests=50_000, max_bytes=200 * 1000 * 1000)
 _ENDPOINT = "/v1/chat/completions"
 _TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
+# The metadata key that carries a batch's token (BatchSubmission.token), and how many
+# pages of the newest batches are searched for a token.
+TOKEN_KEY = "roadworthy_submission"
+FIND_PAGES = 5
 
 
 class OpenAIBatch(HttpBatchBackend):
@@ -41,6 +48,7 @@ class OpenAIBatch(HttpBatchBackend):
 
     limits = OPENAI_LIMITS
     one_model_per_batch = True
+    searchable = True
 
     def __init__(
         self,
@@ -63,7 +71,9 @@ class OpenAIBatch(HttpBatchBackend):
         }
         return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
-    async def submit(self, entries: Sequence[tuple[str, bytes]], *, round: int) -> BatchSubmission:
+    async def submit(
+        self, entries: Sequence[tuple[str, bytes]], *, round: int, token: str | None = None
+    ) -> BatchSubmission:
         data = b"".join(line for _, line in entries)
         uploaded = await self.send_json(
             "POST",
@@ -79,12 +89,57 @@ class OpenAIBatch(HttpBatchBackend):
             "endpoint": _ENDPOINT,
             "completion_window": self.completion_window,
         }
-        if self.metadata:
-            body["metadata"] = self.metadata
-        created = await self.send_json("POST", "/batches", json=body)
-        return BatchSubmission.from_created(
-            self.name, created, tuple(cid for cid, _ in entries), round, input_file_id=file_id
-        )
+        metadata = dict(self.metadata or {})
+        if token is not None:
+            metadata[TOKEN_KEY] = token
+        if metadata:
+            body["metadata"] = metadata
+        custom_ids = tuple(cid for cid, _ in entries)
+        try:
+            created = await self.send_json("POST", "/batches", json=body)
+        except ProviderError as exc:
+            # A timeout or a 5xx can come after the batch was created (and will be billed):
+            # look for it before the caller sends these requests again. A refusal (4xx)
+            # created nothing.
+            if token is None or not exc.retryable:
+                raise
+            try:
+                found = await self.find(token, custom_ids, round)
+            except ProviderError:
+                raise exc from None
+            if found is None:
+                raise
+            log.warning("%s: batch create failed (%s) but batch %s exists; adopted it",
+                        self.name, exc, found.batch_id)  # fmt: skip
+            return found
+        return BatchSubmission.from_created(self.name, created, custom_ids, round, file_id, token)
+
+    async def find(
+        self, token: str, custom_ids: tuple[str, ...], round: int
+    ) -> BatchSubmission | None:
+        """The batch whose metadata carries ``token``, among the newest ones.
+
+        The list is newest first, and a batch looked for was created minutes ago at
+        most, so a few pages are enough.
+        """
+        after: str | None = None
+        for _ in range(FIND_PAGES):
+            params = {"limit": "100", **({"after": after} if after else {})}
+            page = await self.send_json("GET", "/batches", params=params)
+            data = page.get("data")
+            batches = [b for b in data if isinstance(b, dict)] if isinstance(data, list) else []
+            for batch in batches:
+                metadata = batch.get("metadata")
+                if isinstance(metadata, dict) and metadata.get(TOKEN_KEY) == token:
+                    file_id = batch.get("input_file_id")
+                    return BatchSubmission.from_created(
+                        self.name, batch, custom_ids, round,
+                        file_id if isinstance(file_id, str) else None, token,
+                    )  # fmt: skip
+            if not page.get("has_more") or not batches:
+                return None
+            after = str(batches[-1].get("id"))
+        return None
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll:
         data = await self.send_json("GET", f"/batches/{submission.batch_id}")

@@ -32,6 +32,7 @@ Only pipelines of one ``generate`` step take this path (see
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,8 +74,12 @@ from .batch import (
 
 __all__ = ["BatchPath", "BatchRunOutcome", "open_batch_runs"]
 
+log = logging.getLogger(__name__)
+
+SUBMITTING = "submitting"  # written before the create; its batch_id is PENDING + token
 SUBMITTED = "submitted"
 COLLECTED = "collected"
+PENDING = "pending-"
 OPEN = ("pending", "running")
 
 
@@ -112,7 +117,7 @@ def open_batch_runs(store: Any, pipeline: str | None = None) -> list[dict[str, A
                     .select_from(provider_batches)
                     .where(
                         provider_batches.c.run_id == run["id"],
-                        provider_batches.c.status == SUBMITTED,
+                        provider_batches.c.status.in_((SUBMITTED, SUBMITTING)),
                     )
                 ).scalar()
                 or 0
@@ -285,6 +290,7 @@ class BatchPath:
         self, run_id: str, outcome: BatchRunOutcome, *, only: set[str] | None = None
     ) -> None:
         """Send the run's open items (``only`` these, when other paths share the run)."""
+        await self._reconcile(run_id)
         rows = self._submitted(run_id)
         runner = self._runner = self._pin(rows)
         open_items = [r for r in self._open_items(run_id) if only is None or str(r["id"]) in only]
@@ -329,6 +335,9 @@ class BatchPath:
         if requests:
             price = self.model.price
 
+            def submitting(token: str, custom_ids: tuple[str, ...], round_no: int) -> None:
+                self._intend(run_id, token, custom_ids, round_no)
+
             def submitted(submission: BatchSubmission) -> None:
                 outcome.submitted += 1
                 self._record(run_id, submission)
@@ -348,7 +357,12 @@ class BatchPath:
                 contexts=contexts,
                 price=lambda _model: price,
                 resume=adopt,
-                hooks=BatchHooks(submitted=submitted, fetched=fetched),
+                hooks=BatchHooks(
+                    submitted=submitted,
+                    fetched=fetched,
+                    submitting=submitting,
+                    abandoned=lambda token: self._forget(run_id, token),
+                ),
             )
             for item_id, _ in requests:
                 answer: Outcome = report.outcomes.get(item_id) or MalformedResponse(
@@ -403,7 +417,99 @@ class BatchPath:
 
     # -- state --------------------------------------------------------------------------
 
+    async def _reconcile(self, run_id: str) -> None:
+        """Settle the batches an earlier process was creating when it died.
+
+        Each was written ``submitting`` before its create went out: the provider may have
+        accepted it (and will bill it) without the process hearing so. One the provider
+        can find by its token is adopted like any submitted batch; one it has not is
+        forgotten, and its items are sent again. A provider that keeps nothing to find a
+        batch by (Anthropic's Message Batches) cannot tell, so its items are sent again
+        with a warning that they may run twice.
+        """
+        with self.store.engine.connect() as conn:
+            pending = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    provider_batches.select().where(
+                        provider_batches.c.run_id == run_id,
+                        provider_batches.c.status == SUBMITTING,
+                    )
+                )
+            ]
+        if not pending:
+            return
+        backend = backend_for(self.model.provider)
+        find = getattr(backend, "find", None) if getattr(backend, "searchable", False) else None
+        for row in pending:
+            token = str(row["batch_id"]).removeprefix(PENDING)
+            custom_ids = tuple(row["custom_ids"])
+            found = await find(token, custom_ids, int(row["round"])) if find else None
+            if found is not None:
+                self._record(run_id, found)
+                continue
+            if find is None:
+                log.warning(
+                    "%s: a batch of %d requests was being created when the last process "
+                    "stopped, and this provider's batches cannot be looked up; its "
+                    "requests are sent again and may run twice",
+                    backend.name,
+                    len(custom_ids),
+                )
+            self._forget(run_id, token)
+
+    def _intend(self, run_id: str, token: str, custom_ids: tuple[str, ...], round_no: int) -> None:
+        """Write the batch about to be created, before its create goes out."""
+        self._insert(run_id, PENDING + token, None, round_no, custom_ids, SUBMITTING)
+
     def _record(self, run_id: str, submission: BatchSubmission) -> None:
+        """The provider accepted a batch: its row (written ``submitting``) gets its id."""
+        stamp = now()
+        if submission.token is not None:
+            with self.store.engine.begin() as conn:
+                updated = conn.execute(
+                    provider_batches.update()
+                    .where(
+                        provider_batches.c.run_id == run_id,
+                        provider_batches.c.batch_id == PENDING + submission.token,
+                    )
+                    .values(
+                        batch_id=submission.batch_id,
+                        input_file_id=submission.input_file_id,
+                        status=SUBMITTED,
+                        updated_at=stamp,
+                    )
+                )
+                if updated.rowcount:
+                    return
+        self._insert(
+            run_id,
+            submission.batch_id,
+            submission.input_file_id,
+            submission.round,
+            submission.custom_ids,
+            SUBMITTED,
+        )
+
+    def _forget(self, run_id: str, token: str) -> None:
+        """The batch with ``token`` was never created: its row goes, its items are open."""
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                provider_batches.delete().where(
+                    provider_batches.c.run_id == run_id,
+                    provider_batches.c.batch_id == PENDING + token,
+                )
+            )
+
+    def _insert(
+        self,
+        run_id: str,
+        batch_id: str,
+        input_file_id: str | None,
+        round_no: int,
+        custom_ids: tuple[str, ...],
+        status: str,
+    ) -> None:
         stamp = now()
         with self.store.engine.begin() as conn:
             conn.execute(
@@ -414,11 +520,11 @@ class BatchPath:
                     provider=self.model.config.provider,
                     model=self.model.name,
                     prompt=self._prompt,
-                    batch_id=submission.batch_id,
-                    input_file_id=submission.input_file_id,
-                    round=submission.round,
-                    custom_ids=list(submission.custom_ids),
-                    status=SUBMITTED,
+                    batch_id=batch_id,
+                    input_file_id=input_file_id,
+                    round=round_no,
+                    custom_ids=list(custom_ids),
+                    status=status,
                     created_at=stamp,
                     updated_at=stamp,
                 )

@@ -307,6 +307,7 @@ class _Batch:
     outcome: BatchOutcome
     input_file_id: str | None = None
     endpoint: str = "/v1/chat/completions"
+    metadata: dict[str, Any] | None = None
     status: str = "validating"
     polls_left: int = 0
     output_file_id: str | None = None
@@ -364,6 +365,9 @@ class FaultServer:
         self.batches: dict[str, _Batch] = {}
         self.batch_outcomes: deque[BatchOutcome] = deque(batch_outcomes)
         self.control_faults: deque[Fault] = deque()  # for the files/batches calls themselves
+        # batch creates carried out whose answer is then lost (504): the batch runs all
+        # the same, as when a client times out after the provider created it
+        self.lose_created = 0
         self._ids = itertools.count(1)
         self._headers: dict[str, str] = {}  # of the batch request being answered
         server = self
@@ -634,7 +638,7 @@ class FaultServer:
                 return injected
             self._headers = headers
             if path.endswith("/messages/batches"):
-                return self._anthropic_create(json.loads(raw or b"{}"))
+                return self._lost(self._anthropic_create(json.loads(raw or b"{}")))
             if path.endswith("/cancel") and len(parts) >= 3 and parts[-3] == "batches":
                 batch = self.batches.get(parts[-2])
                 if batch is None:
@@ -644,8 +648,15 @@ class FaultServer:
             if path.endswith("/files"):
                 return self._upload(content_type, raw)
             if path.endswith("/batches"):
-                return self._openai_create(json.loads(raw or b"{}"))
+                return self._lost(self._openai_create(json.loads(raw or b"{}")))
         return None
+
+    def _lost(self, answer: FaultServer._Answer) -> FaultServer._Answer:
+        """``answer``, or a 504 in its place while creates are to lose their answers."""
+        if self.lose_created <= 0 or answer[0] != 200:
+            return answer
+        self.lose_created -= 1
+        return self._json(504, {"error": {"message": "answer lost", "type": "injected"}})
 
     def _batch_get(self, path: str) -> FaultServer._Answer | None:
         path = path.split("?", 1)[0].rstrip("/")
@@ -665,6 +676,11 @@ class FaultServer:
                     return self._not_found("results")
                 body = "".join(json.dumps(r) + "\n" for r in batch.results).encode()
                 return 200, body, {}, "application/binary"
+            if parts[-1] == "batches" and parts[-2] != "messages":
+                # OpenAI's list, newest first (one page: the fake server keeps few)
+                listed = [b for b in self.batches.values() if b.api == "openai"][::-1]
+                views = [self._batch_view(b) for b in listed]
+                return self._json(200, {"object": "list", "data": views, "has_more": False})
             if len(parts) >= 2 and parts[-2] == "batches":
                 batch = self.batches.get(parts[-1])
                 if batch is None:
@@ -727,6 +743,7 @@ class FaultServer:
             outcome=self.batch_outcomes.popleft() if self.batch_outcomes else BatchOutcome(),
             input_file_id=str(payload["input_file_id"]),
             endpoint=str(payload.get("endpoint", "/v1/chat/completions")),
+            metadata=payload.get("metadata") if isinstance(payload.get("metadata"), dict) else None,
         )
         batch.polls_left = batch.outcome.polls
         self.batches[batch.id] = batch
@@ -881,6 +898,7 @@ class FaultServer:
             "endpoint": batch.endpoint,
             "input_file_id": batch.input_file_id,
             "completion_window": "24h",
+            "metadata": batch.metadata,
             "status": batch.status,
             "output_file_id": batch.output_file_id,
             "error_file_id": batch.error_file_id,
