@@ -20,6 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from roadworthy.cli.main import app
+from roadworthy.config import load_project
+from roadworthy.jobs.batch_run import BatchPath
+from roadworthy.pipeline import Workspace
 from roadworthy.providers import builtin_price, call_cost
 from roadworthy.providers.base import Usage
 from roadworthy.store import Store
@@ -358,17 +361,20 @@ def test_resume_on_a_queue_path_is_refused_before_anything_is_sent(
         store.close()
 
 
-async def test_resume_admits_lines_a_dead_process_never_reached(tmp_path: Path) -> None:
-    from roadworthy.config import load_project
-    from roadworthy.jobs.batch_run import BatchPath
-    from roadworthy.pipeline import Workspace
+async def no_sleep(_: float) -> None:
+    return None
 
-    async def no_sleep(_: float) -> None:
-        return None
 
+def three_tickets(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    """An input file of three tickets, and its lines."""
     source = tmp_path / "in.jsonl"
     raw = [json.dumps({"id": str(i), "text": f"ticket {i}"}).encode() for i in range(1, 4)]
     source.write_bytes(b"\n".join(raw) + b"\n")
+    return source, raw
+
+
+async def test_resume_admits_lines_a_dead_process_never_reached(tmp_path: Path) -> None:
+    source, raw = three_tickets(tmp_path)
     with FaultServer([answer("technical") for _ in range(3)]) as server:
         root = project(tmp_path, server)
         workspace = Workspace(load_project(root))
@@ -403,16 +409,7 @@ async def test_a_run_that_died_before_hearing_its_batch_was_accepted(
     """The provider accepted the batch, the process died before writing so: the resume
     finds the batch by the token it was created with instead of paying for it twice
     (OpenAI keeps metadata); where a provider keeps none (Anthropic) it says so."""
-    from roadworthy.config import load_project
-    from roadworthy.jobs.batch_run import BatchPath
-    from roadworthy.pipeline import Workspace
-
-    async def no_sleep(_: float) -> None:
-        return None
-
-    source = tmp_path / "in.jsonl"
-    raw = [json.dumps({"id": str(i), "text": f"ticket {i}"}).encode() for i in range(1, 4)]
-    source.write_bytes(b"\n".join(raw) + b"\n")
+    source, raw = three_tickets(tmp_path)
     with FaultServer([answer("technical") for _ in range(6)]) as server:
         root = project(tmp_path, server, kind=kind)
         workspace = Workspace(load_project(root))
