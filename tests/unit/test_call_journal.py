@@ -297,3 +297,29 @@ async def test_without_a_writable_journal_folder_calls_commit_as_before(
     assert "no call journal" in caplog.text
     writer.close()
     store.close()
+
+
+async def test_a_failed_journal_write_fails_its_callers_and_later_calls_commit(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that stops half-way (a full disk) leaves part of a line: nothing more is
+    appended after it; rows journaled before are still copied, later calls commit."""
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    await writer.arecord(record("before"))
+    append_bytes = journal_module.Journal.append_bytes
+
+    def torn(self: journal_module.Journal, data: bytes) -> None:
+        os.write(self._fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.Journal, "append_bytes", torn)
+    with pytest.raises(OSError):
+        await writer.arecord(record("failed"))
+    monkeypatch.setattr(journal_module.Journal, "append_bytes", append_bytes)
+    await writer.arecord(record("after"))
+    assert "after" in rows(db)  # committed before its caller went on
+    await until(lambda: sorted(rows(db)) == ["after", "before"])
+    writer.close()
+    assert journals(db) == [] and sorted(rows(db)) == ["after", "before"]
+    store.close()

@@ -205,6 +205,7 @@ class _LoopWriter:
                 self.journal = Journal(self.journals, _FIELDS)
             except OSError as exc:  # a folder we may not write: commits work without it
                 log.warning("no call journal (%s); each call commits its own row", exc)
+        self.appending = self.journal is not None  # off after a failed write to it
         self.uncopied: list[tuple[list[Any], int]] = []  # a row, its end in the journal
         self.copy_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
@@ -220,7 +221,7 @@ class _LoopWriter:
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        if self.journal is not None and len(batch) < COMMIT_FROM:
+        if self.appending and len(batch) < COMMIT_FROM:
             self._journal(batch)
             return
         assert self.inline is not None
@@ -230,7 +231,7 @@ class _LoopWriter:
             try:
                 self.inline.write([record for record, _ in part])
             except _Busy:
-                if self.journal is not None:
+                if self.appending:
                     self._journal(part)  # durable at once; the copy waits for the lock
                 elif self.task.done():  # the writer was closed: nothing reads the queue
                     _settle(part, RuntimeError("the call writer is closed"))
@@ -266,6 +267,12 @@ class _LoopWriter:
             ends = self.journal.append(rows)
         except OSError as exc:
             _settle(accepted, exc)  # not durable: the callers fail as on a failed commit
+            # The file may now end in part of a line: append nothing more to it (the rows
+            # before are still copied from memory); from here on each call commits.
+            self.appending = False
+            log.error(
+                "call journal %s failed (%s); calls commit their rows", self.journal.path, exc
+            )
             return
         _settle(accepted, None)
         self.uncopied.extend(zip(rows, ends, strict=True))
@@ -307,8 +314,10 @@ class _LoopWriter:
                 self._committed()
                 if not wait:
                     break
-        except _Busy:
+        except _Busy as exc:
             self._schedule_copy(COPY_AFTER_S)
+            if wait:
+                raise RuntimeError("the database stayed locked; journaled rows not copied") from exc
             return
         except Exception as exc:
             self._schedule_copy(1.0)
@@ -321,8 +330,12 @@ class _LoopWriter:
                 inline.wait_for_locks(0)
         if self.uncopied:
             self._schedule_copy(0.0)
-        elif journal.size >= ROTATE_BYTES and self.journals is not None:
-            self.journal = Journal(self.journals, _FIELDS)
+        elif journal.size >= ROTATE_BYTES and self.appending and self.journals is not None:
+            try:
+                self.journal = Journal(self.journals, _FIELDS)
+            except OSError as exc:
+                log.warning("could not start a new call journal (%s); kept the old one", exc)
+                return
             journal.delete()
             inline.forget(journal.name)
 
@@ -344,6 +357,7 @@ class _LoopWriter:
             self.inline.forget(journal.name)
         finally:
             self.journal = None
+            self.appending = False
             if self.copy_handle is not None:
                 self.copy_handle.cancel()
                 self.copy_handle = None
