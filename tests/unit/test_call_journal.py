@@ -152,8 +152,11 @@ async def test_a_copy_that_finds_the_lock_taken_is_retried_without_blocking(db: 
         other.execute("BEGIN IMMEDIATE")
         await writer.arecord(record("waits"))  # answered: the journal needs no lock
         await asyncio.sleep(journal_module.COPY_AFTER_S * 4)  # copies find the lock taken
+        assert journaled(journals(db)[0]) == ["waits"]
         other.execute("COMMIT")
+        assert rows(db) == []  # not copied while the lock was held
     await until(lambda: rows(db) == ["waits"])
+    assert marks(db) == {journals(db)[0].name: journals(db)[0].stat().st_size}
     writer.close()
     store.close()
 

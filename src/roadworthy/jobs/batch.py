@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -193,7 +194,13 @@ class BatchHooks:
 
 
 class BatchBackend(Protocol):
-    """One provider's batch API."""
+    """One provider's batch API.
+
+    A backend whose API keeps metadata on a batch also has ``async find(token,
+    custom_ids, round) -> BatchSubmission | None``: the batch created with ``token``
+    (sent by :meth:`submit`), for a create whose answer was lost. Without it such a
+    batch cannot be told from one never created.
+    """
 
     name: str
     limits: BatchLimits
@@ -206,13 +213,6 @@ class BatchBackend(Protocol):
     async def submit(
         self, entries: Sequence[tuple[str, bytes]], *, round: int, token: str | None = None
     ) -> BatchSubmission: ...
-
-    async def find(
-        self, token: str, custom_ids: tuple[str, ...], round: int
-    ) -> BatchSubmission | None:
-        """The batch created with ``token``, if the provider has one; None if not (or if
-        its API keeps nothing to find a batch by)."""
-        ...
 
     async def poll(self, submission: BatchSubmission) -> BatchPoll: ...
 
@@ -308,15 +308,6 @@ class HttpBatchBackend:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await self.provider.complete(request)
-
-    # whether find() can look a batch up by its token (an API that keeps metadata)
-    searchable = False
-
-    async def find(
-        self, token: str, custom_ids: tuple[str, ...], round: int
-    ) -> BatchSubmission | None:
-        """None: an API that keeps no metadata on a batch gives nothing to find it by."""
-        return None
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -504,6 +495,8 @@ async def _run_round(
             hooks.submitting(token, cids, round_no)
         try:
             submission = await backend.submit(chunk, round=round_no, token=token)
+            if submission.token is None:  # a backend that does not carry it
+                submission = dataclasses.replace(submission, token=token)
         except ProviderError as exc:
             if hooks.abandoned is not None:
                 hooks.abandoned(token)

@@ -48,7 +48,6 @@ class OpenAIBatch(HttpBatchBackend):
 
     limits = OPENAI_LIMITS
     one_model_per_batch = True
-    searchable = True
 
     def __init__(
         self,

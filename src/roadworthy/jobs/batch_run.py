@@ -440,7 +440,7 @@ class BatchPath:
         if not pending:
             return
         backend = backend_for(self.model.provider)
-        find = getattr(backend, "find", None) if getattr(backend, "searchable", False) else None
+        find = getattr(backend, "find", None)  # only where the API keeps metadata
         for row in pending:
             token = str(row["batch_id"]).removeprefix(PENDING)
             custom_ids = tuple(row["custom_ids"])
@@ -460,56 +460,6 @@ class BatchPath:
 
     def _intend(self, run_id: str, token: str, custom_ids: tuple[str, ...], round_no: int) -> None:
         """Write the batch about to be created, before its create goes out."""
-        self._insert(run_id, PENDING + token, None, round_no, custom_ids, SUBMITTING)
-
-    def _record(self, run_id: str, submission: BatchSubmission) -> None:
-        """The provider accepted a batch: its row (written ``submitting``) gets its id."""
-        stamp = now()
-        if submission.token is not None:
-            with self.store.engine.begin() as conn:
-                updated = conn.execute(
-                    provider_batches.update()
-                    .where(
-                        provider_batches.c.run_id == run_id,
-                        provider_batches.c.batch_id == PENDING + submission.token,
-                    )
-                    .values(
-                        batch_id=submission.batch_id,
-                        input_file_id=submission.input_file_id,
-                        status=SUBMITTED,
-                        updated_at=stamp,
-                    )
-                )
-                if updated.rowcount:
-                    return
-        self._insert(
-            run_id,
-            submission.batch_id,
-            submission.input_file_id,
-            submission.round,
-            submission.custom_ids,
-            SUBMITTED,
-        )
-
-    def _forget(self, run_id: str, token: str) -> None:
-        """The batch with ``token`` was never created: its row goes, its items are open."""
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                provider_batches.delete().where(
-                    provider_batches.c.run_id == run_id,
-                    provider_batches.c.batch_id == PENDING + token,
-                )
-            )
-
-    def _insert(
-        self,
-        run_id: str,
-        batch_id: str,
-        input_file_id: str | None,
-        round_no: int,
-        custom_ids: tuple[str, ...],
-        status: str,
-    ) -> None:
         stamp = now()
         with self.store.engine.begin() as conn:
             conn.execute(
@@ -520,13 +470,40 @@ class BatchPath:
                     provider=self.model.config.provider,
                     model=self.model.name,
                     prompt=self._prompt,
-                    batch_id=batch_id,
-                    input_file_id=input_file_id,
+                    batch_id=PENDING + token,
                     round=round_no,
                     custom_ids=list(custom_ids),
-                    status=status,
+                    status=SUBMITTING,
                     created_at=stamp,
                     updated_at=stamp,
+                )
+            )
+
+    def _record(self, run_id: str, submission: BatchSubmission) -> None:
+        """The provider accepted a batch: its row (written ``submitting``) gets its id."""
+        assert submission.token is not None  # every create carries one (batch._run_round)
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                provider_batches.update()
+                .where(
+                    provider_batches.c.run_id == run_id,
+                    provider_batches.c.batch_id == PENDING + submission.token,
+                )
+                .values(
+                    batch_id=submission.batch_id,
+                    input_file_id=submission.input_file_id,
+                    status=SUBMITTED,
+                    updated_at=now(),
+                )
+            )
+
+    def _forget(self, run_id: str, token: str) -> None:
+        """The batch with ``token`` was never created: its row goes, its items are open."""
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                provider_batches.delete().where(
+                    provider_batches.c.run_id == run_id,
+                    provider_batches.c.batch_id == PENDING + token,
                 )
             )
 
