@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from roadworthy.providers import (
     OpenAIProvider,
     ResponseFormat,
 )
+from roadworthy.providers.streaming import StreamSink, streaming
 
 from ..conftest import free_port, need
 
@@ -147,6 +151,78 @@ async def test_local_provider_in_process() -> None:
             )
         )
     await provider.aclose()
+
+
+async def test_local_provider_streams_as_it_generates() -> None:
+    """Pieces reach the sink one by one and join into the answer a whole call gives."""
+    _have_llama()
+    provider = LocalProvider(n_ctx=1024)
+    request = CompletionRequest(
+        messages=(Message("user", "Count from 1 to 20."),), model="smollm2", max_tokens=40
+    )
+    whole = await provider.complete(request)
+    sink = StreamSink()
+    with streaming(sink):
+        streamed = await provider.complete(request)
+    pieces = _drain(sink)
+    assert len(pieces) > 10 and "".join(pieces) == streamed.text == whole.text
+    assert sink.committed and streamed.finish_reason == whole.finish_reason == "length"
+    # counted by the model's tokenizer, not reported: equal here, flagged all the same
+    assert streamed.usage.output_tokens == whole.usage.output_tokens
+    assert streamed.usage.input_tokens == whole.usage.input_tokens
+    assert streamed.usage.estimated and not whole.usage.estimated
+    await provider.aclose()
+
+
+async def test_local_stream_abandoned_stops_generating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled stream stops llama.cpp at its next piece instead of finishing the answer."""
+    _have_llama()
+    provider = LocalProvider(n_ctx=1024)
+    request = CompletionRequest(
+        messages=(Message("user", "Write a long story about a dragon."),),
+        model="smollm2",
+        max_tokens=300,
+    )
+    whole = await provider.complete(request)
+    assert whole.usage.output_tokens and whole.usage.output_tokens > 200
+    llama = provider._model()
+    pulled: list[int] = []
+    generate = llama.create_chat_completion
+
+    def counted(**kwargs: Any) -> Any:
+        def pieces() -> Iterator[Any]:
+            for chunk in generate(**kwargs):
+                pulled.append(1)
+                yield chunk
+
+        return pieces()
+
+    monkeypatch.setattr(llama, "create_chat_completion", counted)
+    sink = StreamSink()
+
+    async def call() -> Any:
+        with streaming(sink):
+            return await provider.complete(request)
+
+    task = asyncio.create_task(call())
+    await sink.queue.get()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the next call waits for the model's lock, so the abandoned one has ended by then
+    monkeypatch.setattr(llama, "create_chat_completion", generate)
+    await provider.complete(dataclasses.replace(request, max_tokens=3))
+    assert 0 < len(pulled) < whole.usage.output_tokens // 2
+    await provider.aclose()
+
+
+def _drain(sink: StreamSink) -> list[str]:
+    pieces: list[str] = []
+    while not sink.queue.empty():
+        piece = sink.queue.get_nowait()
+        assert piece is not None
+        pieces.append(piece)
+    return pieces
 
 
 def test_example_project_end_to_end_on_local_model(tmp_path: Path) -> None:
