@@ -14,6 +14,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,51 @@ async def test_many_rows_are_copied_in_few_transactions(
     await until(lambda: len(rows(db)) == 40)
     assert len(copies) < 40 and sum(copies) == 40
     writer.close()
+    store.close()
+
+
+async def test_copies_run_on_the_background_thread_not_the_loop(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy in the loop holds every request that arrives during it."""
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    threads: list[str] = []
+    write_values = writer_module._InlineSqlite.write_values
+
+    def noting(
+        self: writer_module._InlineSqlite, values: list[list[object]], *args: object
+    ) -> None:
+        threads.append(threading.current_thread().name)
+        write_values(self, values, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", noting)
+    for i in range(20):
+        await writer.arecord(record(f"t{i}"))
+    await until(lambda: len(rows(db)) == 20)
+    assert threads and all(name.startswith("rw-checkpoint") for name in threads)
+    writer.close()
+    store.close()
+
+
+async def test_a_backlog_the_background_thread_cannot_copy_is_copied_by_the_loop(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A starved copier must not let rows pile up without bound: the loop takes over."""
+    monkeypatch.setattr(writer_module, "BACKLOG_BATCHES", 2)
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True, max_batch=8)
+    release = threading.Event()
+    writer.background.submit(release.wait)  # the background thread never gets to a copy
+    try:
+        for i in range(40):
+            await writer.arecord(record(f"t{i}"))
+        assert len(rows(db)) >= 40 - 2 * 8  # at most the backlog bound is left uncopied
+    finally:
+        release.set()
+    await until(lambda: len(rows(db)) == 40)
+    writer.close()
+    assert sorted(rows(db)) == sorted(f"t{i}" for i in range(40))  # each row once
     store.close()
 
 

@@ -23,6 +23,11 @@ store, and a call that waits for its row holds its answer back for as long. So
   are WAL checkpoints, which the loop's connection never runs itself. On PostgreSQL,
   where every commit is a network round trip, every batch goes to the thread, and a
   batch there is whatever queued while the previous one committed;
+* in journal mode (the service's; :mod:`.journal`) a caller goes on once its row is
+  appended to a file, and the rows are copied into ``calls`` in bulk on the
+  **background thread** (lowest priority, shared with checkpoints): a copy in the loop
+  held every request that arrived during it. A backlog that thread cannot keep up with
+  is copied by the loop itself (:data:`BACKLOG_BATCHES`);
 * a failed commit fails every call in its batch with the store's error, as a failed
   per-call write did before; the records are not retried behind the callers' backs.
 
@@ -46,7 +51,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,11 +79,21 @@ CHECKPOINT_EVERY = 128
 # and copying it (measured by bench/gateway.py at full load, where batches hold dozens).
 COMMIT_FROM = 4
 
-# Journaled rows per copy transaction. A copy runs in the loop, so it is cut into chunks,
-# one per loop iteration: requests interleave with them. At 32 rows a chunk costs about
-# as much as a few requests, and its fixed part (begin, commit, locks) is a thirtieth of
-# what a commit per call paid.
+# Journaled rows per copy transaction when a copy must run in the loop (an explicit flush,
+# the last copy at shutdown): one chunk per loop iteration, so requests interleave with
+# them. Ordinary copies run on the background thread, up to ``max_batch`` rows each.
 COPY_CHUNK = 32
+
+# How long the background copy waits for the write lock before it retries later. It waits
+# on its own thread, with the interpreter lock released, so nobody else waits with it.
+COPY_BUSY_TIMEOUT_MS = 1_000
+
+# Uncopied rows, in batches of ``max_batch``, beyond which the loop copies them itself. The
+# background thread runs at the lowest priority: a loop that keeps the core busy (a load
+# above what the core sustains) could starve it, and the rows would pile up in memory and
+# the journal without bound. Past this the loop waits for the copy in flight and copies
+# down to half itself: the service slows to what its store sustains, as it did before.
+BACKLOG_BATCHES = 8
 
 
 def _row(record: CallRecord) -> dict[str, Any]:
@@ -114,7 +129,6 @@ class _InlineSqlite:
         self._conn.execute("PRAGMA busy_timeout=0")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        self.commits = 0
 
     def values(self, record: CallRecord) -> list[Any]:
         values = list(self._fields(record))
@@ -162,7 +176,6 @@ class _InlineSqlite:
             raise _store_error(self._sql, exc) from exc
         except sqlite3.Error as exc:
             raise _store_error(self._sql, exc) from exc
-        self.commits += 1
 
     def forget(self, journal: str) -> None:
         """Drop the copied offset of a journal deleted after its last copy (best effort)."""
@@ -208,6 +221,10 @@ class _LoopWriter:
         self.appending = self.journal is not None  # off after a failed write to it
         self.uncopied: list[tuple[list[Any], int]] = []  # a row, its end in the journal
         self.copy_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        # the background copy: its connection, and the copy in flight with its row count
+        self.copier: _InlineSqlite | None = None
+        self.copying: tuple[Future[None], int] | None = None
+        self.commits = 0
 
     def add(self, record: CallRecord) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self.loop.create_future()
@@ -245,8 +262,8 @@ class _LoopWriter:
             self._committed()
 
     def _committed(self) -> None:
-        assert self.inline is not None
-        if self.inline.commits % CHECKPOINT_EVERY == 0:
+        self.commits += 1
+        if self.commits % CHECKPOINT_EVERY == 0:
             self._checkpoint()
 
     def _journal(self, batch: list[_Entry]) -> None:
@@ -276,7 +293,10 @@ class _LoopWriter:
             return
         _settle(accepted, None)
         self.uncopied.extend(zip(rows, ends, strict=True))
-        if len(self.uncopied) >= self.owner.max_batch:
+        backlog = BACKLOG_BATCHES * self.owner.max_batch
+        if len(self.uncopied) >= backlog:
+            self._catch_up(backlog // 2)
+        elif len(self.uncopied) >= self.owner.max_batch:
             self._schedule_copy(0.0)
         elif self.copy_handle is None:
             self._schedule_copy(COPY_AFTER_S)
@@ -290,54 +310,132 @@ class _LoopWriter:
             self.copy_handle = self.loop.call_soon(self._copy)
 
     def _copy(self, wait: bool = False) -> None:
-        """Commit journaled rows to ``calls``, :data:`COPY_CHUNK` at a time.
+        """Commit journaled rows to ``calls``: on the background thread, or now (``wait``).
 
-        One chunk per loop iteration, so that a copy never holds the loop for long; on a
-        taken lock or a failure the copy is retried later. The rows are safe in the
-        journal meanwhile, and a process that dies with rows uncopied leaves them to
-        :func:`~.journal.recover`. ``wait``: copy everything now, waiting for the write
-        lock, and raise what a commit raises (an explicit flush, or the last copy).
+        An ordinary copy goes to the background thread (lowest priority, the interpreter
+        lock released while SQLite works), one transaction of up to ``max_batch`` rows at
+        a time, so the loop pays nothing but the hand-off: a copy in the loop had cost
+        0.4 ms every few tens of milliseconds, and every request that arrived meanwhile
+        waited for it. On a taken lock or a failure the copy is retried later; the rows are
+        safe in the journal meanwhile, and a process that dies with rows uncopied leaves
+        them to :func:`~.journal.recover`. ``wait``: copy everything now, in the calling
+        loop, waiting for the write lock, and raise what a commit raises (an explicit
+        flush, or the last copy).
         """
         if self.copy_handle is not None:
             self.copy_handle.cancel()
         self.copy_handle = None
         if self.inline is None or self.journal is None:
             return
-        inline, journal = self.inline, self.journal
         if wait:
-            inline.wait_for_locks(self.owner.busy_timeout_ms)
+            self._copy_now()
+        elif self.copying is None and self.uncopied:
+            self._copy_in_background()
+
+    def _copy_in_background(self) -> None:
+        assert self.inline is not None and self.journal is not None
+        if self.copier is None:
+            self.copier = self.owner.inline_connection()
+            if self.copier is None:  # the database left WAL mode: copy in the loop
+                self._copy_now()
+                return
+            self.copier.wait_for_locks(COPY_BUSY_TIMEOUT_MS)
+        chunk = self.uncopied[: self.owner.max_batch]
+        rows, mark = [row for row, _ in chunk], (self.journal.name, chunk[-1][1])
         try:
-            while self.uncopied:
+            future = self.owner.background.submit(self.copier.write_values, rows, mark)
+        except RuntimeError:
+            return  # the writer is closing: its last copy runs in the loop
+        self.copying = (future, len(chunk))
+        loop = self.loop
+
+        def done(finished: Future[None]) -> None:  # on the background thread
+            with contextlib.suppress(RuntimeError):  # the loop closed; the journal keeps them
+                loop.call_soon_threadsafe(self._copied, finished)
+
+        future.add_done_callback(done)
+
+    def _copied(self, future: Future[None]) -> None:
+        """The loop's side of a background copy's end (at most once per copy)."""
+        if self.copying is None or self.copying[0] is not future:
+            return
+        count = self.copying[1]
+        self.copying = None
+        error = future.exception()
+        if isinstance(error, _Busy):
+            self._schedule_copy(COPY_AFTER_S)
+        elif error is not None:
+            log.warning("copying journaled call rows failed (retried): %s", error)
+            self._schedule_copy(1.0)
+        else:
+            del self.uncopied[:count]
+            self._committed()
+            if self.uncopied:
+                self._schedule_copy(0.0)
+            else:
+                self._rotate()
+
+    def _catch_up(self, down_to: int) -> None:
+        """Copy in the loop until at most ``down_to`` rows are left (see BACKLOG_BATCHES)."""
+        try:
+            self._copy_now(down_to, COPY_BUSY_TIMEOUT_MS)
+        except Exception as exc:  # the rows are in the journal; the copy is retried
+            log.warning("copying a backlog of journaled call rows failed (retried): %s", exc)
+
+    def _copy_now(self, down_to: int = 0, busy_timeout_ms: int | None = None) -> None:
+        """Copy journaled rows in this loop, waiting for the write lock; raise failures.
+
+        ``down_to``: stop once that many rows or fewer are left uncopied.
+        """
+        assert self.inline is not None and self.journal is not None
+        inline, journal = self.inline, self.journal
+        timeout_ms = self.owner.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
+        if self.copying is not None and self.copying[0].cancel():
+            self.copying = None  # it had not started (queued behind a checkpoint)
+        if self.copying is not None:  # let the copy in flight finish first, whatever it did
+            future = self.copying[0]
+            with contextlib.suppress(Exception):
+                future.result(timeout=timeout_ms / 1000)
+            if future.done():
+                self._copied(future)
+            else:
+                raise RuntimeError("a background copy of the call journal did not finish")
+        inline.wait_for_locks(timeout_ms)
+        try:
+            while len(self.uncopied) > down_to:
                 chunk = self.uncopied[:COPY_CHUNK]
                 inline.write_values([row for row, _ in chunk], (journal.name, chunk[-1][1]))
                 del self.uncopied[: len(chunk)]
                 self._committed()
-                if not wait:
-                    break
         except _Busy as exc:
             self._schedule_copy(COPY_AFTER_S)
-            if wait:
-                raise RuntimeError("the database stayed locked; journaled rows not copied") from exc
-            return
-        except Exception as exc:
+            raise RuntimeError("the database stayed locked; journaled rows not copied") from exc
+        except Exception:
             self._schedule_copy(1.0)
-            if wait:
-                raise
-            log.warning("copying journaled call rows failed (retried): %s", exc)
-            return
+            raise
         finally:
-            if wait:
-                inline.wait_for_locks(0)
+            inline.wait_for_locks(0)
+        if self.copy_handle is not None:  # a retry the finished copy asked for
+            self.copy_handle.cancel()
+            self.copy_handle = None
         if self.uncopied:
-            self._schedule_copy(0.0)
-        elif journal.size >= ROTATE_BYTES and self.appending and self.journals is not None:
-            try:
-                self.journal = Journal(self.journals, _FIELDS)
-            except OSError as exc:
-                log.warning("could not start a new call journal (%s); kept the old one", exc)
-                return
-            journal.delete()
-            inline.forget(journal.name)
+            self._schedule_copy(COPY_AFTER_S)
+        self._rotate()
+
+    def _rotate(self) -> None:
+        """Start a new journal once the current one is large and wholly copied."""
+        journal = self.journal
+        if journal is None or self.inline is None or self.journals is None:
+            return
+        if self.uncopied or journal.size < ROTATE_BYTES or not self.appending:
+            return
+        try:
+            self.journal = Journal(self.journals, _FIELDS)
+        except OSError as exc:
+            log.warning("could not start a new call journal (%s); kept the old one", exc)
+            return
+        journal.delete()
+        self.inline.forget(journal.name)
 
     def close_journal(self) -> None:
         """Copy what is left (waiting for the write lock if need be) and delete the journal.
@@ -361,6 +459,11 @@ class _LoopWriter:
             if self.copy_handle is not None:
                 self.copy_handle.cancel()
                 self.copy_handle = None
+
+    def close_connections(self) -> None:
+        for connection in (self.inline, self.copier):
+            if connection is not None:
+                connection.close()
 
     def _checkpoint(self) -> None:
         if self.checkpointing:
@@ -467,8 +570,9 @@ class CallWriter:
         self.journal = journal
         self.busy_timeout_ms = 30_000  # the store's own (store._sqlite_pragmas)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rw-calls")
-        # checkpoints: nobody waits for them, so they get the core only when the loop
-        # leaves it idle (a checkpoint of thousands of pages took ~30 ms of a shared core)
+        # checkpoints and journal copies: nobody waits for them, so they get the core only
+        # when the loop leaves it idle (a checkpoint of thousands of pages took ~30 ms of a
+        # shared core); one thread, so a copy never waits for a checkpoint's lock
         self.background = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="rw-checkpoint", initializer=_lowest_priority
         )
@@ -559,8 +663,7 @@ class CallWriter:
     def _drop(self, loop: asyncio.AbstractEventLoop) -> None:
         writer = self._loops.pop(loop)
         writer.close_journal()
-        if writer.inline is not None:
-            writer.inline.close()
+        writer.close_connections()
 
     def close(self) -> None:
         """Stop the worker thread after the batch it is writing (queued waiters stay)."""
@@ -568,8 +671,7 @@ class CallWriter:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(writer.task.cancel)
             writer.close_journal()
-            if writer.inline is not None:
-                writer.inline.close()
+            writer.close_connections()
         self._loops.clear()
         self.executor.shutdown(wait=True)
         self.background.shutdown(wait=True)
