@@ -15,14 +15,18 @@ loopback; three targets in front of it:
 
 Each gateway runs pinned to core 0 (``taskset``); the load generators and the mock run on
 core 1, so a gateway gets one core to itself and the figures compare like with like.
-Core 0 is not reserved, though: this machine's services (PostgreSQL, Redis, the Erlang
-VM of the RabbitMQ tools, which wakes every few seconds) can take it, and perf showed a
-single such wake holding the core for ~30 ms -- every request queued meanwhile lands in
-the p99. So each gateway's main thread runs at the lowest real-time priority
-(``chrt --fifo --reset-on-fork 1``, the same for roadworthy and LiteLLM; its helper
-threads and workers stay ordinary), which a production host gets from a reserved core
-(``isolcpus``); ``--no-realtime`` measures without it. Where ``chrt`` is not permitted
-(no CAP_SYS_NICE) the bench says so in its output and runs without.
+Neither core is reserved, though: this machine's services (PostgreSQL, Redis, NATS,
+Mosquitto, the Erlang VM of the RabbitMQ tools, kernel threads such as kdamond) wake on
+either core, and perf showed single wakes holding a core for 2 to 30 ms. On the gateway's
+core every request queued meanwhile lands in the p99; on the load core the generator
+sends late or the mock answers late, and that lands in the p99 too (latency is counted
+from the scheduled time). So each gateway's main thread runs at the lowest real-time
+priority (``chrt --fifo --reset-on-fork 1``, the same for roadworthy and LiteLLM; their
+helper threads and workers stay ordinary), and so do the mock upstream and the open-loop
+generator (all their threads), which is what a production host gets from reserved cores
+(``isolcpus``). wrk stays ordinary. ``--no-realtime`` measures without any of it; where
+``chrt`` is not permitted (no CAP_SYS_NICE) the bench says so in its output
+(``scheduling``) and runs without.
 
 Loads, per upstream delay:
 
@@ -78,11 +82,30 @@ from typing import Any, cast
 
 GATEWAY_CORE = "0"
 LOAD_CORE = "1"
-PINNED = ["taskset", "-c", GATEWAY_CORE]
-# SCHED_FIFO at the lowest real-time priority, reset on fork: the gateway's main thread
-# (where its event loop runs) is never preempted by the machine's ordinary processes,
-# while its own helper threads and children stay ordinary, as in production.
-REALTIME = ["chrt", "--fifo", "--reset-on-fork", "1"]
+# SCHED_FIFO at the lowest real-time priority. A gateway's main thread (where its event
+# loop runs) gets it, reset on fork, so its helper threads and children stay ordinary, as
+# in production; the mock upstream and the open-loop generator get it for all their
+# threads (the generator's pacer is a thread), so the measuring side is not delayed either.
+GATEWAY_REALTIME = ["chrt", "--fifo", "--reset-on-fork", "1"]
+LOAD_REALTIME = ["chrt", "--fifo", "1"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Command prefixes that pin (and, where permitted, prioritise) each side."""
+
+    gateway: list[str]
+    load: list[str]
+    realtime: bool
+
+    @classmethod
+    def choose(cls, realtime: bool) -> Placement:
+        gateway, load = ["taskset", "-c", GATEWAY_CORE], ["taskset", "-c", LOAD_CORE]
+        if realtime:
+            return cls([*GATEWAY_REALTIME, *gateway], [*LOAD_REALTIME, *load], True)
+        return cls(gateway, load, False)
+
+
 DELAYS_MS = (0, 50)
 MAX_CONNECTIONS = {0: 64, 50: 256}
 SLOW_RATE = 48.0
@@ -305,10 +328,12 @@ async def _open_loop(
     }
 
 
-def open_loop(port: int, body: bytes, rate: float, seconds: float, connections: int) -> Any:
-    """Run the open-loop generator pinned to the load core, in a child process."""
+def open_loop(
+    port: int, body: bytes, rate: float, seconds: float, connections: int, placement: Placement
+) -> Any:
+    """Run the open-loop generator on the load core, in a child process."""
     cmd = [
-        "taskset", "-c", LOAD_CORE, sys.executable, __file__, "--open-loop",
+        *placement.load, sys.executable, __file__, "--open-loop",
         json.dumps({"port": port, "body": body.decode(), "rate": rate, "seconds": seconds,
                     "connections": connections}),
     ]  # fmt: skip
@@ -445,25 +470,25 @@ def litellm_config(path: Path, mocks: dict[int, int]) -> None:
     )
 
 
-@contextlib.contextmanager
 def realtime_allowed() -> bool:
     """Whether this process may start a gateway at real-time priority (CAP_SYS_NICE)."""
     try:
-        done = subprocess.run([*REALTIME, "true"], capture_output=True, timeout=10)
+        done = subprocess.run([*LOAD_REALTIME, "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
 
 
+@contextlib.contextmanager
 def targets(
-    tmp: Path, litellm: str | None, prefix: list[str]
+    tmp: Path, litellm: str | None, placement: Placement
 ) -> Iterator[tuple[dict[int, int], list[Target]]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         mocks = {d: free_port() for d in DELAYS_MS}
         for delay, port in mocks.items():
             log = tmp / f"mock{delay}.log"
-            cmd = ["taskset", "-c", LOAD_CORE, sys.executable, __file__, "--mock", str(port)]
+            cmd = [*placement.load, sys.executable, __file__, "--mock", str(port)]
             procs.append(start([*cmd, "--delay-ms", str(delay)], log))
         time.sleep(1.0)
         found = [Target("direct", mocks[0])]
@@ -473,7 +498,7 @@ def targets(
         port = free_port()
         roadworthy = shutil.which("roadworthy", path=str(Path(sys.executable).parent))
         assert roadworthy is not None, "roadworthy is not installed in this environment"
-        cmd = [*prefix, roadworthy, "serve", "--project", str(project)]
+        cmd = [*placement.gateway, roadworthy, "serve", "--project", str(project)]
         cmd += ["--port", str(port), "--log-level", "warning"]
         log = tmp / "roadworthy.log"
         proc = start(cmd, log)
@@ -484,7 +509,7 @@ def targets(
             port = free_port()
             config = tmp / "litellm.yaml"
             litellm_config(config, mocks)
-            cmd = [*prefix, litellm, "--config", str(config)]
+            cmd = [*placement.gateway, litellm, "--config", str(config)]
             cmd += ["--port", str(port), "--num_workers", "1"]
             env = {
                 **os.environ,
@@ -557,7 +582,12 @@ def measure_closed(target: Target, delay: int, seconds: float, script: Path) -> 
 
 
 def measure_rates(
-    target: Target, delay: int, seconds: float, rates: list[float], out: dict[str, Any]
+    target: Target,
+    delay: int,
+    seconds: float,
+    rates: list[float],
+    out: dict[str, Any],
+    placement: Placement,
 ) -> None:
     """Fixed offered rates with the open-loop generator; memory after the last load."""
     body = request_body(model_for(delay))
@@ -568,7 +598,8 @@ def measure_rates(
         # enough connections that the generator never waits for one at this rate
         connections = max(8, min(256, int(rate * (delay / 1000 + 0.02) * 4)))
         before, cpu = target.calls(), target.cpu_s()
-        load = open_loop(target_port(target, delay), body, rate, seconds, connections)
+        port = target_port(target, delay)
+        load = open_loop(port, body, rate, seconds, connections, placement)
         _record_check(target, load, before, exact=True)
         used = target.cpu_s()
         if cpu is not None and used is not None and load["ok"]:
@@ -595,8 +626,7 @@ def added(result: dict[str, Any], base: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     seconds = 5.0 if args.quick else args.seconds
-    realtime = not args.no_realtime and realtime_allowed()
-    prefix = [*REALTIME, *PINNED] if realtime else PINNED
+    placement = Placement.choose(not args.no_realtime and realtime_allowed())
     results: dict[str, Any] = {
         "bench": "gateway",
         "machine": f"{platform.machine()} {os.cpu_count()} vCPU, {platform.python_implementation()} "
@@ -605,7 +635,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_per_load": seconds,
         "gateway_core": GATEWAY_CORE,
         "load_core": LOAD_CORE,
-        "gateway_scheduling": "SCHED_FIFO 1, reset on fork" if realtime else "ordinary",
+        "scheduling": (
+            "SCHED_FIFO 1: gateway main threads, mock upstream, open-loop generator"
+            if placement.realtime
+            else "ordinary"
+        ),
         "load_generators": "wrk 4.1 (max, c1); open-loop asyncio generator (rate=R)",
         "delays": {},
     }
@@ -613,7 +647,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         script = Path(lua_dir) / "post.lua"
         script.write_text(WRK_SCRIPT)
         tmp = Path(tmp_name)
-        with targets(tmp, args.litellm, prefix) as (mocks, found):
+        with targets(tmp, args.litellm, placement) as (mocks, found):
             _direct_port.update(mocks)
             by_name = {t.name: t for t in found}
             for delay in DELAYS_MS:
@@ -627,7 +661,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 rates = [SLOW_RATE, float(round(top / 4)), float(round(top / 2))]
                 for name in ("direct", "roadworthy", "litellm"):
                     if name in by_name:
-                        measure_rates(by_name[name], delay, seconds, rates, per[name])
+                        measure_rates(by_name[name], delay, seconds, rates, per[name], placement)
                 for name in ("roadworthy", "litellm"):
                     if name in per:
                         added(per[name], per["direct"])

@@ -370,8 +370,13 @@ class _LoopWriter:
         else:
             del self.uncopied[:count]
             self._committed()
-            if self.uncopied:
+            if len(self.uncopied) >= self.owner.max_batch:
                 self._schedule_copy(0.0)
+            elif self.uncopied:
+                # the rows that came during the copy wait for the next round: copying them
+                # at once kept the thread copying a few rows at a time, each transaction
+                # paying its fixed cost and contending for the interpreter lock
+                self._schedule_copy(COPY_AFTER_S)
             else:
                 self._rotate()
 
