@@ -19,7 +19,8 @@ further line is one row's values as bound for SQLite, in that order. The process
 journal holds an exclusive ``flock`` on it while it lives; a journal nobody holds belongs
 to a process that ended, and the next process that opens a call writer on the database
 (a restarted server, a CLI command, a worker) copies what was not copied and deletes it
-(:func:`recover`). Rows in a live journal reach ``calls`` within :data:`COPY_AFTER_S`.
+(:func:`recover`). Rows in a live journal reach ``calls`` about :data:`COPY_AFTER_S` after
+their answer, later while the service's core is saturated (see ``writer.BACKLOG_BATCHES``).
 """
 
 from __future__ import annotations

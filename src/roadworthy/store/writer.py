@@ -625,8 +625,9 @@ class CallWriter:
         """Queue ``record``; return when the transaction holding it has committed.
 
         In journal mode: return when its row is in the journal (committed to ``calls``
-        within :data:`~.journal.COPY_AFTER_S`). If the caller is cancelled while waiting, the record is still written (the call
-        it describes happened); only the wait is abandoned.
+        about :data:`~.journal.COPY_AFTER_S` later, by the background thread). If the
+        caller is cancelled while waiting, the record is still written (the call it
+        describes happened); only the wait is abandoned.
         """
         loop = asyncio.get_running_loop()
         writer = self._loops.get(loop)
