@@ -263,6 +263,32 @@ async def test_a_full_journal_is_replaced_once_copied(
     store.close()
 
 
+async def test_stopping_while_a_copy_ends_and_rotates_removes_the_new_journal(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy the stop waits for may start a new journal; the stop must remove that one."""
+    monkeypatch.setattr(writer_module, "ROTATE_BYTES", 1)  # any copied journal rotates
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    started, release = threading.Event(), threading.Event()
+    write_values = writer_module._InlineSqlite.write_values
+
+    def held(self: writer_module._InlineSqlite, values: list[list[object]], *args: object) -> None:
+        if threading.current_thread().name.startswith("rw-checkpoint"):
+            started.set()
+            release.wait(10)
+        write_values(self, values, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", held)
+    await writer.arecord(record("only"))
+    await until(started.is_set)  # the background copy is running, not cancellable
+    threading.Timer(0.2, release.set).start()
+    writer.close_journal()  # waits for that copy, which rotates the journal as it ends
+    assert rows(db) == ["only"] and journals(db) == []
+    writer.close()
+    store.close()
+
+
 def test_a_killed_service_loses_no_answered_call_and_duplicates_none(db: Path) -> None:
     """SIGKILL a journaling process mid-stream; the next writer on the database recovers.
 

@@ -108,8 +108,11 @@ class Journal:
 
     def release(self) -> None:
         """Let go of the file, leaving it for :func:`recover`."""
+        if self._fd < 0:
+            return  # released already: the number may belong to another file by now
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        self._fd = -1
 
 
 def _decode(data: bytes, start: int) -> tuple[list[str], list[list[Any]], int]:

@@ -392,8 +392,6 @@ class _LoopWriter:
 
         ``down_to``: stop once that many rows or fewer are left uncopied.
         """
-        assert self.inline is not None and self.journal is not None
-        inline, journal = self.inline, self.journal
         timeout_ms = self.owner.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
         if self.copying is not None and self.copying[0].cancel():
             self.copying = None  # it had not started (queued behind a checkpoint)
@@ -405,6 +403,9 @@ class _LoopWriter:
                 self._copied(future)
             else:
                 raise RuntimeError("a background copy of the call journal did not finish")
+        # read only now: the copy that just ended may have started a new journal
+        assert self.inline is not None and self.journal is not None
+        inline, journal = self.inline, self.journal
         inline.wait_for_locks(timeout_ms)
         try:
             while len(self.uncopied) > down_to:
@@ -447,15 +448,16 @@ class _LoopWriter:
 
         If that fails the journal stays, unlocked, for the next process to recover.
         """
-        journal = self.journal
-        if journal is None or self.inline is None:
+        if self.journal is None or self.inline is None:
             return
         try:
             self._copy(wait=True)
         except Exception as exc:
+            journal = self.journal  # read after the copy: one that ended may have rotated it
             log.warning("call journal %s left for recovery: %s", journal.path, exc)
             journal.release()
         else:
+            journal = self.journal
             journal.delete()
             self.inline.forget(journal.name)
         finally:
