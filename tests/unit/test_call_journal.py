@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,26 @@ async def until(check: object, seconds: float = 10.0) -> None:
     raise AssertionError("condition not reached")
 
 
+def watch_copies(
+    monkeypatch: pytest.MonkeyPatch, before: Callable[[], None] | None = None
+) -> list[tuple[str, int]]:
+    """Note each transaction of bound rows (its thread's name, its row count); ``before``
+    runs in that thread just before the rows are written."""
+    copies: list[tuple[str, int]] = []
+    write_values = writer_module._InlineSqlite.write_values
+
+    def watched(
+        self: writer_module._InlineSqlite, values: list[list[object]], *args: object
+    ) -> None:
+        copies.append((threading.current_thread().name, len(values)))
+        if before is not None:
+            before()
+        write_values(self, values, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", watched)
+    return copies
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
@@ -85,49 +106,19 @@ async def test_a_caller_goes_on_once_its_row_is_journaled_and_the_row_follows(db
     store.close()
 
 
-async def test_many_rows_are_copied_in_few_transactions(
+async def test_lone_calls_are_copied_in_few_transactions_off_the_loop(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Few: a transaction's fixed cost is shared. Off the loop: a copy in the loop held
+    every request that arrived during it."""
     store = Store.open(f"sqlite:///{db}")
     writer = CallWriter(store, journal=True)
-    copies: list[int] = []
-    write_values = writer_module._InlineSqlite.write_values
-
-    def counting(
-        self: writer_module._InlineSqlite, values: list[list[object]], *args: object
-    ) -> None:
-        copies.append(len(values))
-        write_values(self, values, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", counting)
+    copies = watch_copies(monkeypatch)
     for i in range(40):  # one at a time, as a lightly loaded service finishes its calls
         await writer.arecord(record(f"t{i}"))
     await until(lambda: len(rows(db)) == 40)
-    assert len(copies) < 40 and sum(copies) == 40
-    writer.close()
-    store.close()
-
-
-async def test_copies_run_on_the_background_thread_not_the_loop(
-    db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A copy in the loop holds every request that arrives during it."""
-    store = Store.open(f"sqlite:///{db}")
-    writer = CallWriter(store, journal=True)
-    threads: list[str] = []
-    write_values = writer_module._InlineSqlite.write_values
-
-    def noting(
-        self: writer_module._InlineSqlite, values: list[list[object]], *args: object
-    ) -> None:
-        threads.append(threading.current_thread().name)
-        write_values(self, values, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", noting)
-    for i in range(20):
-        await writer.arecord(record(f"t{i}"))
-    await until(lambda: len(rows(db)) == 20)
-    assert threads and all(name.startswith("rw-checkpoint") for name in threads)
+    assert len(copies) < 40 and sum(count for _, count in copies) == 40
+    assert all(thread.startswith("rw-checkpoint") for thread, _ in copies)
     writer.close()
     store.close()
 
@@ -271,15 +262,13 @@ async def test_stopping_while_a_copy_ends_and_rotates_removes_the_new_journal(
     store = Store.open(f"sqlite:///{db}")
     writer = CallWriter(store, journal=True)
     started, release = threading.Event(), threading.Event()
-    write_values = writer_module._InlineSqlite.write_values
 
-    def held(self: writer_module._InlineSqlite, values: list[list[object]], *args: object) -> None:
+    def hold() -> None:
         if threading.current_thread().name.startswith("rw-checkpoint"):
             started.set()
             release.wait(10)
-        write_values(self, values, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(writer_module._InlineSqlite, "write_values", held)
+    watch_copies(monkeypatch, hold)
     await writer.arecord(record("only"))
     await until(started.is_set)  # the background copy is running, not cancellable
     threading.Timer(0.2, release.set).start()
