@@ -278,6 +278,64 @@ async def test_stopping_while_a_copy_ends_and_rotates_removes_the_new_journal(
     store.close()
 
 
+def test_a_copy_that_ends_after_its_loop_closed_leaves_nothing_behind(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio.run returns while a background copy runs; close() copies what came after."""
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    started = threading.Event()
+
+    def slow() -> None:
+        if threading.current_thread().name.startswith("rw-checkpoint"):
+            started.set()
+            threading.Event().wait(0.3)  # still copying when the loop ends
+
+    watch_copies(monkeypatch, slow)
+
+    async def serve() -> None:
+        await writer.arecord(record("first"))
+        await until(started.is_set)
+        await writer.arecord(record("during"))  # answered: in the journal, not in that copy
+
+    asyncio.run(serve())
+    writer.close()
+    assert sorted(rows(db)) == ["during", "first"] and journals(db) == []
+    store.close()
+
+
+async def test_a_backlog_behind_another_process_lock_does_not_hold_the_loop(
+    db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loop cannot wait out a lock another process holds: it tries once, then leaves
+    the backlog to the thread for CATCH_UP_PAUSE_S instead of trying on every call."""
+    monkeypatch.setattr(writer_module, "BACKLOG_BATCHES", 2)
+    monkeypatch.setattr(writer_module, "CATCH_UP_PAUSE_S", 3600.0)
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True, max_batch=8)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        for i in range(60):  # far past the bound of 16
+            await writer.arecord(record(f"t{i}"))
+        tries = [r for r in caplog.records if "in the loop failed" in r.getMessage()]
+        assert len(tries) == 1  # one try, not one per call
+        other.execute("COMMIT")
+    await until(lambda: len(rows(db)) == 60)
+    writer.close()
+    assert sorted(rows(db)) == sorted(f"t{i}" for i in range(60))
+    store.close()
+
+
+async def test_calls_recorded_after_close_still_reach_the_table(db: Path) -> None:
+    store = Store.open(f"sqlite:///{db}")
+    writer = CallWriter(store, journal=True)
+    await writer.arecord(record("before"))
+    writer.close()
+    await writer.arecord(record("late"))  # its copy cannot go to the stopped thread
+    await until(lambda: sorted(rows(db)) == ["before", "late"])
+    store.close()
+
+
 def test_a_killed_service_loses_no_answered_call_and_duplicates_none(db: Path) -> None:
     """SIGKILL a journaling process mid-stream; the next writer on the database recovers.
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import operator
 import os
@@ -94,6 +95,13 @@ COPY_BUSY_TIMEOUT_MS = 1_000
 # the journal without bound. Past this the loop waits for the copy in flight and copies
 # down to half itself: the service slows to what its store sustains, as it did before.
 BACKLOG_BATCHES = 8
+
+# How long a copy in the loop (a catch-up, or one the background thread cannot take) waits
+# for the background copy in flight before it gives up; it waits for the write lock not at
+# all. Another process holding the lock is not something the loop can wait out, so after a
+# failed catch-up the loop leaves it to the thread for CATCH_UP_PAUSE_S.
+LOOP_COPY_WAIT_S = 0.05
+CATCH_UP_PAUSE_S = 1.0
 
 
 def _row(record: CallRecord) -> dict[str, Any]:
@@ -224,6 +232,7 @@ class _LoopWriter:
         # the background copy: its connection, and the copy in flight with its row count
         self.copier: _InlineSqlite | None = None
         self.copying: tuple[Future[None], int] | None = None
+        self.catch_up_after = 0.0  # loop time before which no catch-up is tried again
         self.commits = 0
 
     def add(self, record: CallRecord) -> asyncio.Future[None]:
@@ -304,6 +313,9 @@ class _LoopWriter:
     def _schedule_copy(self, delay: float) -> None:
         if self.copy_handle is not None:
             self.copy_handle.cancel()
+            self.copy_handle = None
+        if self.loop.is_closed():
+            return  # a copy ending after its loop: the last copy (or recovery) takes the rows
         if delay:
             self.copy_handle = self.loop.call_later(delay, self._copy)
         else:
@@ -335,17 +347,23 @@ class _LoopWriter:
     def _copy_in_background(self) -> None:
         assert self.inline is not None and self.journal is not None
         if self.copier is None:
-            self.copier = self.owner.inline_connection()
+            try:
+                self.copier = self.owner.inline_connection()
+            except Exception as exc:
+                log.warning("no connection for copying journaled call rows (retried): %s", exc)
+                self._schedule_copy(1.0)
+                return
             if self.copier is None:  # the database left WAL mode: copy in the loop
-                self._copy_now()
+                self._copy_here(0)
                 return
             self.copier.wait_for_locks(COPY_BUSY_TIMEOUT_MS)
         chunk = self.uncopied[: self.owner.max_batch]
         rows, mark = [row for row, _ in chunk], (self.journal.name, chunk[-1][1])
         try:
             future = self.owner.background.submit(self.copier.write_values, rows, mark)
-        except RuntimeError:
-            return  # the writer is closing: its last copy runs in the loop
+        except RuntimeError:  # the writer was closed and is used again: copy in the loop
+            self._copy_here(0)
+            return
         self.copying = (future, len(chunk))
         loop = self.loop
 
@@ -382,15 +400,29 @@ class _LoopWriter:
 
     def _catch_up(self, down_to: int) -> None:
         """Copy in the loop until at most ``down_to`` rows are left (see BACKLOG_BATCHES)."""
-        try:
-            self._copy_now(down_to, COPY_BUSY_TIMEOUT_MS)
-        except Exception as exc:  # the rows are in the journal; the copy is retried
-            log.warning("copying a backlog of journaled call rows failed (retried): %s", exc)
+        if self.loop.time() < self.catch_up_after:
+            return
+        if not self._copy_here(down_to):
+            self.catch_up_after = self.loop.time() + CATCH_UP_PAUSE_S
 
-    def _copy_now(self, down_to: int = 0, busy_timeout_ms: int | None = None) -> None:
+    def _copy_here(self, down_to: int) -> bool:
+        """Copy in the loop without holding it long (see LOOP_COPY_WAIT_S); False if not."""
+        try:
+            self._copy_now(down_to, settle_s=LOOP_COPY_WAIT_S, busy_timeout_ms=0)
+        except Exception as exc:  # the rows are in the journal; the copy is retried
+            log.warning("copying journaled call rows in the loop failed (retried): %s", exc)
+            return False
+        return True
+
+    def _copy_now(
+        self, down_to: int = 0, *, settle_s: float | None = None, busy_timeout_ms: int | None = None
+    ) -> None:
         """Copy journaled rows in this loop, waiting for the write lock; raise failures.
 
-        ``down_to``: stop once that many rows or fewer are left uncopied.
+        ``down_to``: stop once that many rows or fewer are left uncopied. ``settle_s``: how
+        long to wait for the background copy in flight (None: until it ends, so that no
+        copy outlives a stop that releases the journal). ``busy_timeout_ms``: how long to
+        wait for the write lock (None: the store's own timeout).
         """
         timeout_ms = self.owner.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
         if self.copying is not None and self.copying[0].cancel():
@@ -398,11 +430,10 @@ class _LoopWriter:
         if self.copying is not None:  # let the copy in flight finish first, whatever it did
             future = self.copying[0]
             with contextlib.suppress(Exception):
-                future.result(timeout=timeout_ms / 1000)
-            if future.done():
-                self._copied(future)
-            else:
-                raise RuntimeError("a background copy of the call journal did not finish")
+                future.result(timeout=settle_s)
+            if not future.done():
+                raise RuntimeError("the background copy of the call journal is still running")
+            self._copied(future)
         # read only now: the copy that just ended may have started a new journal
         assert self.inline is not None and self.journal is not None
         inline, journal = self.inline, self.journal
@@ -512,20 +543,30 @@ def _lowest_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _copy_in_loop(loop: asyncio.AbstractEventLoop, writer: _LoopWriter, timeout: float) -> None:
-    """Run a waiting copy in ``loop`` (running in another thread) and wait for it."""
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _call_in_loop(
+    loop: asyncio.AbstractEventLoop, work: Callable[[], None], timeout: float
+) -> None:
+    """Run ``work`` in ``loop`` (running in another thread) and wait for it: a writer's
+    state belongs to its loop's thread."""
     done = threading.Event()
     failure: list[BaseException] = []
 
-    def copy() -> None:
+    def call() -> None:
         try:
-            writer._copy(wait=True)
+            work()
         except BaseException as exc:
             failure.append(exc)
         finally:
             done.set()
 
-    loop.call_soon_threadsafe(copy)
+    loop.call_soon_threadsafe(call)
     if not done.wait(timeout):
         raise TimeoutError(f"the call journal was not copied within {timeout:g} s")
     if failure:
@@ -646,17 +687,14 @@ class CallWriter:
         For readers that must see the calls already answered for (tests, an export
         right after a load); the service itself never waits for it.
         """
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = _running_loop()
         for loop, writer in list(self._loops.items()):
             if writer.journal is None:
                 continue
             if loop is running or not loop.is_running():  # nothing else touches it now
                 writer._copy(wait=True)
             else:
-                _copy_in_loop(loop, writer, timeout)
+                _call_in_loop(loop, functools.partial(writer._copy, wait=True), timeout)
 
     def close_journal(self) -> None:
         """Copy the running loop's journaled rows now and delete its journal.
@@ -675,10 +713,17 @@ class CallWriter:
 
     def close(self) -> None:
         """Stop the worker thread after the batch it is writing (queued waiters stay)."""
+        running = _running_loop()
         for loop, writer in list(self._loops.items()):
+            if loop is not running and loop.is_running():  # its state is its thread's
+                try:
+                    _call_in_loop(loop, writer.close_journal, self.busy_timeout_ms / 1000 + 5)
+                except TimeoutError as exc:
+                    log.warning("call journal left for recovery: %s", exc)
+            else:
+                writer.close_journal()
             if not loop.is_closed():
                 loop.call_soon_threadsafe(writer.task.cancel)
-            writer.close_journal()
             writer.close_connections()
         self._loops.clear()
         self.executor.shutdown(wait=True)
