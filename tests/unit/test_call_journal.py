@@ -332,7 +332,8 @@ async def test_calls_recorded_after_close_still_reach_the_table(db: Path) -> Non
     await writer.arecord(record("before"))
     writer.close()
     await writer.arecord(record("late"))  # its copy cannot go to the stopped thread
-    await until(lambda: sorted(rows(db)) == ["before", "late"])
+    await until(lambda: len(rows(db)) == 2)
+    assert sorted(rows(db)) == ["before", "late"]
     store.close()
 
 

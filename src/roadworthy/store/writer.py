@@ -92,8 +92,8 @@ COPY_BUSY_TIMEOUT_MS = 1_000
 # Uncopied rows, in batches of ``max_batch``, beyond which the loop copies them itself. The
 # background thread runs at the lowest priority: a loop that keeps the core busy (a load
 # above what the core sustains) could starve it, and the rows would pile up in memory and
-# the journal without bound. Past this the loop waits for the copy in flight and copies
-# down to half itself: the service slows to what its store sustains, as it did before.
+# the journal without bound. Past this the loop waits briefly for the copy in flight and
+# copies down to half itself: the service slows to what its store sustains, as before.
 BACKLOG_BATCHES = 8
 
 # How long a copy in the loop (a catch-up, or one the background thread cannot take) waits
@@ -310,10 +310,13 @@ class _LoopWriter:
         elif self.copy_handle is None:
             self._schedule_copy(COPY_AFTER_S)
 
-    def _schedule_copy(self, delay: float) -> None:
+    def _cancel_copy(self) -> None:
         if self.copy_handle is not None:
             self.copy_handle.cancel()
             self.copy_handle = None
+
+    def _schedule_copy(self, delay: float) -> None:
+        self._cancel_copy()
         if self.loop.is_closed():
             return  # a copy ending after its loop: the last copy (or recovery) takes the rows
         if delay:
@@ -334,9 +337,7 @@ class _LoopWriter:
         loop, waiting for the write lock, and raise what a commit raises (an explicit
         flush, or the last copy).
         """
-        if self.copy_handle is not None:
-            self.copy_handle.cancel()
-        self.copy_handle = None
+        self._cancel_copy()
         if self.inline is None or self.journal is None:
             return
         if wait:
@@ -452,11 +453,10 @@ class _LoopWriter:
             raise
         finally:
             inline.wait_for_locks(0)
-        if self.copy_handle is not None:  # a retry the finished copy asked for
-            self.copy_handle.cancel()
-            self.copy_handle = None
         if self.uncopied:
             self._schedule_copy(COPY_AFTER_S)
+        else:
+            self._cancel_copy()  # a retry the finished copy asked for
         self._rotate()
 
     def _rotate(self) -> None:
@@ -494,9 +494,7 @@ class _LoopWriter:
         finally:
             self.journal = None
             self.appending = False
-            if self.copy_handle is not None:
-                self.copy_handle.cancel()
-                self.copy_handle = None
+            self._cancel_copy()
 
     def close_connections(self) -> None:
         for connection in (self.inline, self.copier):
@@ -543,18 +541,18 @@ def _lowest_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _call_in_loop(
     loop: asyncio.AbstractEventLoop, work: Callable[[], None], timeout: float
 ) -> None:
-    """Run ``work`` in ``loop`` (running in another thread) and wait for it: a writer's
-    state belongs to its loop's thread."""
+    """Run ``work`` in ``loop``'s thread and wait for it: a writer's state belongs to its
+    loop. Called from that loop, or with the loop stopped, ``work`` runs right here."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is running or not loop.is_running():  # nothing else touches it now
+        work()
+        return
     done = threading.Event()
     failure: list[BaseException] = []
 
@@ -687,13 +685,8 @@ class CallWriter:
         For readers that must see the calls already answered for (tests, an export
         right after a load); the service itself never waits for it.
         """
-        running = _running_loop()
         for loop, writer in list(self._loops.items()):
-            if writer.journal is None:
-                continue
-            if loop is running or not loop.is_running():  # nothing else touches it now
-                writer._copy(wait=True)
-            else:
+            if writer.journal is not None:
                 _call_in_loop(loop, functools.partial(writer._copy, wait=True), timeout)
 
     def close_journal(self) -> None:
@@ -713,15 +706,11 @@ class CallWriter:
 
     def close(self) -> None:
         """Stop the worker thread after the batch it is writing (queued waiters stay)."""
-        running = _running_loop()
         for loop, writer in list(self._loops.items()):
-            if loop is not running and loop.is_running():  # its state is its thread's
-                try:
-                    _call_in_loop(loop, writer.close_journal, self.busy_timeout_ms / 1000 + 5)
-                except TimeoutError as exc:
-                    log.warning("call journal left for recovery: %s", exc)
-            else:
-                writer.close_journal()
+            try:
+                _call_in_loop(loop, writer.close_journal, self.busy_timeout_ms / 1000 + 5)
+            except TimeoutError as exc:
+                log.warning("call journal left for recovery: %s", exc)
             if not loop.is_closed():
                 loop.call_soon_threadsafe(writer.task.cancel)
             writer.close_connections()
